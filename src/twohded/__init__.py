@@ -1,0 +1,34 @@
+"""twohded: 2HDED:NET, depth and all-in-focus image from a single defocused photograph.
+
+Top-level API (imported lazily, so ``import twohded`` stays light):
+
+- :func:`render_defocus` -- thin-lens, layered, occlusion-aware defocus renderer;
+- :class:`Camera`, :func:`get_preset`, :func:`list_presets` -- thin-lens camera and presets;
+- :func:`create_model`, :func:`list_models` -- 2HDED:NET and its variants.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "render_defocus": "twohded.render",
+    "Camera": "twohded.optics",
+    "get_preset": "twohded.optics",
+    "list_presets": "twohded.optics",
+    "create_model": "twohded.models",
+    "list_models": "twohded.models",
+    "InputError": "twohded.errors",
+    "TwohdedError": "twohded.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'twohded' has no attribute {name!r}")

@@ -1,0 +1,224 @@
+"""Reading and writing images and depth maps, with clear errors and atomic writes.
+
+Conventions used across twohded:
+
+- an image tensor is ``(3, H, W)`` float32 in [0, 1] (sRGB values, not linearised);
+- a depth tensor is ``(H, W)`` or ``(1, H, W)`` float32 in **metres**;
+- depth files are 16-bit PNGs in **millimetres** (0 = no measurement) or ``.npy`` in metres.
+
+Every writer goes through :func:`atomic_write`: the file appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+DEPTH_SUFFIXES = (".png", ".npy")
+
+
+def _check_file(path: Path, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: {what} file does not exist")
+    if not path.is_file():
+        raise InputError(f"{path}: {what} path is not a file")
+    return path
+
+
+def _open_pil(path: Path, what: str) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()  # decode now, so a truncated file fails here
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: cannot read {what}: not an image format PIL recognises") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read {what}: {exc}") from None
+    return img
+
+
+def pil_to_float_rgb(img: Image.Image) -> np.ndarray:
+    """Any PIL image -> ``(H, W, 3)`` float32 in [0, 1].
+
+    Handles EXIF orientation, grayscale (replicated to 3 channels), palette, RGBA / LA
+    (alpha dropped, composited on nothing) and 16-bit ("I;16", "I") images.
+    """
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float32)
+        scale = 65535.0 if arr.max(initial=0) > 255 or img.mode.startswith("I;16") else 255.0
+        arr = np.clip(arr / scale, 0.0, 1.0)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if img.mode == "F":
+        arr = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img, dtype=np.float32) / 255.0
+
+
+def read_image(path: str | os.PathLike) -> torch.Tensor:
+    """Read an image file as a ``(3, H, W)`` float32 tensor in [0, 1].
+
+    Raises :class:`InputError` naming the file if it is missing, truncated or not an image.
+    """
+    path = _check_file(Path(path), "image")
+    arr = pil_to_float_rgb(_open_pil(path, "image"))
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def read_depth(path: str | os.PathLike, png_scale_m: float = 1e-3) -> torch.Tensor:
+    """Read a depth map as an ``(H, W)`` float32 tensor in metres.
+
+    Args:
+        path: a 16-bit PNG (values times ``png_scale_m`` are metres; default millimetres)
+            or a ``.npy`` array of shape (H, W) or (1, H, W) in metres.
+        png_scale_m: metres per PNG unit.
+
+    Invalid pixels (0 in a PNG, NaN/inf/<= 0 in a .npy) are returned as they are;
+    :func:`check_depth` or :func:`fill_invalid_depth` decide what to do with them.
+    """
+    path = _check_file(Path(path), "depth")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise InputError(f"{path}: cannot read depth .npy: {exc}") from None
+        if arr.ndim == 3 and arr.shape[0] == 1:
+            arr = arr[0]
+        if arr.ndim != 2:
+            raise InputError(f"{path}: depth must be a 2-D (H, W) array in metres, got shape {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.number):
+            raise InputError(f"{path}: depth array has non-numeric dtype {arr.dtype}")
+        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    img = _open_pil(path, "depth")
+    if img.mode not in ("I;16", "I;16B", "I;16L", "I", "L", "F"):
+        raise InputError(
+            f"{path}: depth PNG must be single-channel 16-bit (millimetres), got PIL mode {img.mode!r}"
+        )
+    arr = np.asarray(img).astype(np.float32) * float(png_scale_m)
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def describe_invalid_depth(depth_m: torch.Tensor) -> str | None:
+    """Return a short description of invalid depth values, or None if all are valid (> 0, finite)."""
+    bad_nan = int(torch.isnan(depth_m).sum())
+    bad_inf = int(torch.isinf(depth_m).sum())
+    bad_nonpos = int((depth_m <= 0).sum())
+    parts = []
+    if bad_nan:
+        parts.append(f"{bad_nan} NaN")
+    if bad_inf:
+        parts.append(f"{bad_inf} infinite")
+    if bad_nonpos:
+        parts.append(f"{bad_nonpos} zero or negative")
+    if not parts:
+        return None
+    return f"depth has {', '.join(parts)} pixels out of {depth_m.numel()}"
+
+
+def valid_depth_mask(depth_m: torch.Tensor) -> torch.Tensor:
+    """Boolean mask of valid depth: finite and > 0. Same shape as ``depth_m``."""
+    return torch.isfinite(depth_m) & (depth_m > 0)
+
+
+def check_depth(depth_m: torch.Tensor, name: str = "depth") -> None:
+    """Raise :class:`InputError` naming ``name`` if any depth value is NaN, inf or <= 0."""
+    problem = describe_invalid_depth(depth_m)
+    if problem is not None:
+        raise InputError(f"{name}: {problem} (depth must be finite and > 0 metres)")
+
+
+def fill_invalid_depth(depth_m: torch.Tensor, name: str = "depth") -> torch.Tensor:
+    """Replace invalid depth pixels (NaN, inf, <= 0) by the nearest valid pixel's depth.
+
+    ``depth_m`` is ``(H, W)`` metres. Raises :class:`InputError` if no pixel is valid.
+    """
+    valid = valid_depth_mask(depth_m)
+    if bool(valid.all()):
+        return depth_m
+    if not bool(valid.any()):
+        raise InputError(f"{name}: no valid depth pixel (all are NaN, inf or <= 0)")
+    from scipy import ndimage
+
+    valid_np = valid.cpu().numpy()
+    _, (iy, ix) = ndimage.distance_transform_edt(~valid_np, return_indices=True)
+    filled = depth_m.cpu().numpy()[iy, ix]
+    return torch.from_numpy(np.ascontiguousarray(filled, dtype=np.float32)).to(depth_m.device)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left untouched, so a
+    reader never sees a half-written file. The parent folder is created if needed.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{path.parent}: cannot create output folder: {exc.strerror or exc}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise InputError(f"{path.parent}: output folder is not writable")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:
+    """``(3, H, W)`` float in [0, 1] -> ``(H, W, 3)`` uint8 (rounded, clipped)."""
+    arr = image.detach().float().cpu().clamp(0, 1).numpy().transpose(1, 2, 0)
+    return np.round(arr * 255.0).astype(np.uint8)
+
+
+def write_image(path: str | os.PathLike, image: torch.Tensor) -> None:
+    """Write a ``(3, H, W)`` float image in [0, 1] as an 8-bit file (format from the suffix)."""
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        Image.fromarray(to_uint8_hwc(image)).save(tmp, format=_pil_format(path))
+
+
+def write_depth_png_mm(path: str | os.PathLike, depth_m: torch.Tensor) -> None:
+    """Write ``(H, W)`` or ``(1, H, W)`` depth in metres as a 16-bit PNG in millimetres.
+
+    Values are rounded to the millimetre and clipped to [0, 65.535] m; invalid pixels become 0.
+    """
+    d = depth_m.detach().float().cpu().reshape(depth_m.shape[-2:]).numpy()
+    d = np.where(np.isfinite(d) & (d > 0), d, 0.0)
+    mm = np.clip(np.round(d * 1000.0), 0, 65535).astype(np.uint16)
+    with atomic_write(path) as tmp:
+        Image.fromarray(mm).save(tmp, format="PNG")
+
+
+def write_npy(path: str | os.PathLike, array: torch.Tensor | np.ndarray) -> None:
+    """Write an array as ``.npy`` (float tensors as float32), atomically."""
+    arr = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    with atomic_write(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, arr)
+
+
+def _pil_format(path: Path) -> str:
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"{path}: unknown image suffix {path.suffix!r} (use .png or .jpg)")
+    return fmt

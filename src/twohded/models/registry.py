@@ -1,0 +1,94 @@
+"""Model registry: ``register_model`` / ``create_model`` / ``list_models``.
+
+A model factory is a function ``factory(**options) -> nn.Module`` whose module
+
+* takes ``(B, 3, H, W)`` images in ``[0, 1]`` of any size, and
+* returns a :class:`~twohded.models.twohded.ModelOutput` with ``depth`` and/or ``aif``,
+* has an ``outputs`` attribute naming the fields it fills (e.g. ``("depth", "aif")``).
+
+Registering one is all it takes for the shared model tester (``tests/test_models.py``) to
+check it::
+
+    @register_model("dncnn", outputs=("aif",), num_params=N)  # N: exact count, asserted
+    def dncnn(**options): ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from twohded.errors import InputError
+
+__all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "DEFAULT_MODEL"]
+
+DEFAULT_MODEL = "2hded"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about one model name."""
+
+    name: str
+    factory: Callable[..., nn.Module]
+    outputs: tuple[str, ...]
+    description: str = ""
+    num_params: int | None = None  # exact count with default options, checked by the tester
+    tester: dict[str, Any] = field(default_factory=dict)  # hints for the model tester (e.g. export=False)
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    outputs: tuple[str, ...],
+    description: str = "",
+    num_params: int | None = None,
+    tester: dict[str, Any] | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator adding ``factory`` to the registry under ``name``."""
+
+    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = ModelInfo(name, factory, tuple(outputs), description or (factory.__doc__ or "").strip().split("\n")[0], num_params, dict(tester or {}))
+        return factory
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    """Registered model names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def model_info(name: str) -> ModelInfo:
+    """Registry entry of ``name``; :class:`InputError` if unknown."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InputError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
+
+
+def create_model(name: str = DEFAULT_MODEL, **options: Any) -> nn.Module:
+    """Build model ``name`` (see :func:`list_models`) with ``options``.
+
+    For ``2hded`` / ``2hded-depth`` / ``2hded-aif`` the options are those of
+    :class:`~twohded.models.twohded.TwoHDEDNet` (``encoder_weights=path`` loads torchvision's
+    ImageNet DenseNet-121 from a local file; nothing is downloaded).
+
+    Raises:
+        InputError: unknown name, unknown option, or a missing/corrupt ``encoder_weights`` file.
+    """
+    info = model_info(name)
+    try:
+        return info.factory(**options)
+    except TypeError as exc:
+        if "unexpected keyword argument" in str(exc):
+            raise InputError(f"model {name!r}: {exc}") from None
+        raise
