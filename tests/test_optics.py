@@ -36,10 +36,12 @@ def test_paper_preset_numbers_and_blur_budget():
     assert PAPER.aperture_m == pytest.approx(0.0448)
     assert PAPER.focal_length_m == 0.07
     assert PAPER.sigma_per_coc == 0.25
-    # the documented choice: same blur gain as D3-Net's NYU setting, 4.03 px at 0.7 m
-    assert PAPER.sigma_px(0.7) == pytest.approx(D3NET_NYU.blur_gain_px_m() * (1 / 0.7 - 0.5), rel=1e-9)
-    assert 3.5 < PAPER.sigma_px(0.7) < 4.5
-    assert PAPER.pixel_pitch_m == pytest.approx(180.8e-6, rel=1e-3)
+    # the documented choice: SYNDOF's 36 mm sensor over NYU's 640 px, focus 2 m
+    assert PAPER.pixel_pitch_m == pytest.approx(56.25e-6, rel=1e-12)
+    assert PAPER.focus_m == 2.0
+    gain = 0.25 * 0.0448 * 0.07 / 56.25e-6  # eq. 8 with the focal length, sigma = CoC / 4
+    assert PAPER.sigma_px(0.7) == pytest.approx(gain * (1 / 0.7 - 0.5), rel=1e-9)
+    assert 12.5 < PAPER.sigma_px(0.7) < 13.5 and 5.0 < PAPER.sigma_px(10.0) < 6.0
 
 
 def test_blur_zero_at_focus_and_monotonic_both_sides():

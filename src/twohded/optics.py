@@ -157,14 +157,16 @@ D3NET_NYU = Camera(
 
 #: The paper's camera: aperture D = 4.48 cm, focal length 0.07 m (f/1.5625), sigma = CoC / 4,
 #: CoC from eq. 8 as printed (focal length in alpha). The paper gives neither the focus
-#: distance nor the pixel size. We take focus 2 m (D3-Net's NYU choice, mid-room) and a pixel
-#: pitch such that the blur over NYU's 0.7-10 m matches D3-Net's NYU blur budget: the largest
-#: sigma (at 0.7 m) is 4.03 px, as D3-Net's at 0.7 m. That needs K = 4.337 px m, i.e. a pixel
-#: pitch of A f / (4 K) = 180.8 um -- physically a 11.6 cm wide sensor for 640 px, which shows
-#: that the paper's D and f only make sense as a blur budget, not as a real camera
-#: (a 5.6 um pixel would give sigma = 130 px at 0.7 m: no 34.85 dB deblurring is possible
-#: there). See docs/physics.md.
-PAPER_PIXEL_PITCH_M = 0.0448 * 0.07 / (4.0 * D3NET_NYU.blur_gain_px_m())
+#: distance nor the pixel size. We follow SYNDOF, which the paper cites for its blur model:
+#: SYNDOF maps a 36 mm wide (full-frame) sensor onto the image width, so at NYU's 640 px the
+#: pixel pitch is 36 mm / 640 = 56.25 um. Focus: 2 m (D3-Net's NYU choice, mid-room; the paper
+#: does not say). Blur over NYU's 0.7-10 m is then sigma 12.9 px (0.7 m) to 0 (2 m) to 5.6 px
+#: (10 m): a defocused input of about 33 dB PSNR on the built-in scenes, below the paper's
+#: 34.85 dB after deblurring, as it must be (D3-Net's 4 px budget would give 39 dB, higher than
+#: the paper's result). A 5.6 um pixel would give sigma = 130 px at 0.7 m. See docs/physics.md.
+PAPER_SENSOR_WIDTH_M = 0.036
+PAPER_IMAGE_WIDTH_PX = 640
+PAPER_PIXEL_PITCH_M = PAPER_SENSOR_WIDTH_M / PAPER_IMAGE_WIDTH_PX
 PAPER = Camera.from_aperture(
     focal_length_m=0.07,
     aperture_m=0.0448,
@@ -248,7 +250,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "paper": Preset(
         "paper",
-        "2HDED:NET paper: D=4.48 cm, f=0.07 m, sigma=CoC/4 (eq. 8-9); focus 2 m, pixel 180.8 um (our choice)",
+        "2HDED:NET paper: D=4.48 cm, f=0.07 m, sigma=CoC/4 (eq. 8-9); focus 2 m, pixel 36 mm/640 (our choice)",
         default_mode="default",
         camera=PAPER,
     ),

@@ -1,0 +1,99 @@
+"""Checkpoint files: one format for training, resuming, evaluation, prediction and export.
+
+A checkpoint is a ``torch.save`` dict with these keys (only the first four are required)::
+
+    format          "twohded-checkpoint/1"
+    model_name      registry name, e.g. "2hded"
+    model_options   dict passed to create_model (besides the name)
+    model_state     state_dict of the model (EMA weights under "ema_state" if used)
+    config          the resolved experiment config (plain dict) or None
+    step, epoch     training progress (ints)
+    metrics         last validation metrics (dict) or {}
+    optimizer_state, scheduler_state, scaler_state, ema_state, rng_state: for exact resume
+
+Files are written atomically: a reader never sees a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import InputError
+from .io import atomic_write
+
+FORMAT = "twohded-checkpoint/1"
+REQUIRED = ("format", "model_name", "model_options", "model_state")
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` (see module docstring) to ``path`` atomically; returns the path."""
+    state = {"format": FORMAT, **state}
+    missing = [k for k in REQUIRED if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint state lacks {missing}")
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and validate a checkpoint; :class:`InputError` names the file and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: checkpoint file does not exist")
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).exists():
+                path = path / name
+                break
+        else:
+            raise InputError(f"{path}: folder holds no best.pt or last.pt checkpoint")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise InputError(f"{path}: not a twohded checkpoint (expected format {FORMAT!r})")
+    missing = [k for k in REQUIRED if k not in state]
+    if missing:
+        raise InputError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    state["path"] = str(path)
+    return state
+
+
+def model_from_checkpoint(
+    checkpoint: str | os.PathLike | dict[str, Any],
+    expect_name: str | None = None,
+    use_ema: bool = True,
+    map_location: str | torch.device = "cpu",
+) -> nn.Module:
+    """Build the model a checkpoint describes and load its weights (eval mode, on CPU).
+
+    Args:
+        checkpoint: a path (file, or run folder with best.pt / last.pt) or a loaded dict.
+        expect_name: if given, refuse a checkpoint of another model variant.
+        use_ema: load the EMA weights when the checkpoint has them.
+    """
+    from .models import create_model
+
+    state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint, map_location)
+    where = state.get("path", "checkpoint")
+    name = state["model_name"]
+    if expect_name is not None and name != expect_name:
+        raise InputError(f"{where}: holds a {name!r} model, not {expect_name!r}")
+    model = create_model(name, **dict(state["model_options"]))
+    weights = state.get("ema_state") if use_ema and state.get("ema_state") else state["model_state"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"{where}: weights do not fit model {name!r}: {first}") from None
+    return model.eval()
