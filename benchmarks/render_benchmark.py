@@ -102,6 +102,25 @@ def load_inputs(size: tuple[int, int], n: int):
     return {"synthetic": synth, "dfd": dfd}
 
 
+def sweep(pair, args) -> int:
+    """Tile and chunk sizes of the d3net mode on the GPU at batch 32, then a kernel profile."""
+    aif, depth = pair
+    reps = -(-32 // aif.shape[0])
+    a, d = aif.repeat(reps, 1, 1, 1)[:32].cuda(), depth.repeat(reps, 1, 1, 1)[:32].cuda()
+    print("| tile | chunk | images / s |\n|---|---|---|")
+    for tile in (32, 64, 128):
+        for chunk in (4, 8, 16, 32):
+            sec = timed(lambda: twohded.render_defocus(a, d, "d3net_nyu", tile=tile, chunk=chunk), "cuda", args.repeats)
+            print(f"| {tile} | {chunk} | {32 / sec:.1f} |")
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        twohded.render_defocus(a, d, "d3net_nyu")
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", default="480x640", help="synthetic image size HxW (default 480x640)")
@@ -110,9 +129,12 @@ def main(argv=None) -> int:
     p.add_argument("--gpu-batches", default="1,8,32", help="GPU batch sizes (default 1,8,32)")
     p.add_argument("--skip-numpy", action="store_true", help="skip the slow NumPy baseline")
     p.add_argument("--out", type=Path, default=None, help="folder for render_benchmark.json")
+    p.add_argument("--sweep", action="store_true", help="GPU only: time d3net mode over tile and chunk sizes, then profile")
     args = p.parse_args(argv)
     h, w = (int(v) for v in args.size.lower().split("x"))
     inputs = load_inputs((h, w), args.images)
+    if args.sweep:
+        return sweep(inputs["synthetic"], args)
     rows = []
 
     def add(data, impl, device, batch, mode, seconds, images, err=None):

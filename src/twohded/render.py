@@ -91,6 +91,9 @@ MODES = {"d3net": D3NetMode(), "default": DefaultMode()}
 
 #: Layers processed at once, by device type (memory grows as chunk * (C + 1) * tiled area).
 DEFAULT_CHUNK = {"cpu": 8, "cuda": 16}
+#: Upper bound on the elements of one chunk's (layers x channels x pixels) stack, so that memory
+#: stays bounded (a few GB) whatever the batch, tile and chunk sizes.
+MAX_CHUNK_ELEMENTS = 2**27
 #: Tile size in pixels: each tile draws only the layers it contains (see _composite_tiled).
 DEFAULT_TILE = 64
 #: Layers per bounding box in the CPU's per-layer-box path (small = tight boxes).
@@ -331,6 +334,8 @@ def _run_layers(
     coverage = torch.zeros_like(image[:, :1])
     transmit = torch.ones_like(image[:, :1])
     inside = layer_index >= 0
+    per_layer = image.shape[0] * (image.shape[1] + 1) * image.shape[-2] * image.shape[-1]
+    chunk = max(1, min(chunk, MAX_CHUNK_ELEMENTS // per_layer))
     for start in range(0, layer_ids.shape[1], chunk):
         n = layer_ids.shape[0] if counts is None else sum(1 for c in counts if c > start)
         if n == 0:
