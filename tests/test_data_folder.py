@@ -40,7 +40,7 @@ def folder(tmp_path):
 
 def test_rendered_folder_matches_by_stem(folder, caplog):
     with caplog.at_level(logging.WARNING, logger="twohded.data"):
-        ds = RGBDFolder(folder, preset="paper")
+        ds = RGBDFolder(folder, preset="d3net_nyu")  # absolute pixel: visible blur at 30 px
     assert ds.defocus == "render" and ds.names == ["a", "b", "c"]
     assert caplog.text.count("rgb/lonely.png") == 1
     a = ds[0]

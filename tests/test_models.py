@@ -90,11 +90,19 @@ class TestEveryModel:
         x = torch.rand(2, 3, 33, 45)
         out = model(x)
         _check_output(out, model, x.shape)
-        loss = sum(getattr(out, f).square().mean() for f in model.outputs)
-        loss.backward()
-        grads = [p.grad for p in model.parameters()]
-        assert all(g is not None and torch.isfinite(g).all() for g in grads)
+        target = {f: torch.rand_like(getattr(out, f)) for f in model.outputs}
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
         first = next(model.parameters())
+        for _ in range(2):  # a zero-initialised last layer (the AiF residual) passes gradient after one step
+            opt.zero_grad()
+            out = model(x)
+            loss = sum((getattr(out, f) - target[f]).square().mean() for f in model.outputs)
+            loss.backward()
+            grads = [p.grad for p in model.parameters()]
+            assert all(g is not None and torch.isfinite(g).all() for g in grads)
+            if first.grad.abs().sum() > 0:
+                break
+            opt.step()
         assert first.grad.abs().sum() > 0  # gradient reaches the first layer
 
     def test_eval_determinism(self, model):

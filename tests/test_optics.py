@@ -96,3 +96,15 @@ def test_from_aperture():
     cam = Camera.from_aperture(0.07, 0.0448, focus_m=2.0, pixel_pitch_m=1e-5)
     assert cam.f_number == pytest.approx(0.07 / 0.0448)
     assert math.isclose(cam.aperture_m, 0.0448)
+
+
+def test_paper_preset_pixel_pitch_follows_the_image_width():
+    preset = get_preset("paper")
+    assert preset.width_relative and not get_preset("d3net_nyu").width_relative
+    cam640 = preset.camera_for(torch.ones(480, 640))
+    cam256 = preset.camera_for(torch.ones(256, 256))
+    assert cam640 == PAPER
+    assert cam256.pixel_pitch_m == pytest.approx(0.036 / 256)
+    assert cam256.sigma_px(0.7) == pytest.approx(cam640.sigma_px(0.7) * 256 / 640)
+    # D3-Net's pixel is absolute: its blur in pixels does not depend on the image width
+    assert get_preset("d3net_nyu").camera_for(torch.ones(96, 128)) == D3NET_NYU

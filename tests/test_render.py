@@ -97,9 +97,10 @@ def test_d3net_mode_darkens_borders_like_the_reference():
 @pytest.mark.parametrize("preset", ["d3net_nyu", "paper"])
 def test_fronto_parallel_plane_is_one_gaussian_blur(preset):
     img = _texture()
-    cam = twohded.get_preset(preset).camera
+    depth = torch.full(img.shape[-2:], 1.0)
+    cam = twohded.get_preset(preset).camera_for(depth)
     sigma = float(cam.sigma_px(torch.tensor(1.0, dtype=torch.float64)))
-    out = twohded.render_defocus(img, torch.full(img.shape[-2:], 1.0), preset, mode="default")
+    out = twohded.render_defocus(img, depth, preset, mode="default")
     taps = gaussian_taps(torch.full((3,), sigma), math.ceil(3 * sigma)).float()
     ref = separable_blur(img[None], taps, "reflect")[0]
     assert taps.shape[-1] > 1

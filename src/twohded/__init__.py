@@ -4,7 +4,9 @@ Top-level API (imported lazily, so ``import twohded`` stays light):
 
 - :func:`render_defocus` -- thin-lens, layered, occlusion-aware defocus renderer;
 - :class:`Camera`, :func:`get_preset`, :func:`list_presets` -- thin-lens camera and presets;
-- :func:`create_model`, :func:`list_models` -- 2HDED:NET and its variants.
+- :func:`create_model`, :func:`list_models` -- 2HDED:NET and its variants;
+- :func:`load_model` -- a trained checkpoint as a :class:`Predictor` (``.predict(image)``);
+- :func:`evaluate_model` -- depth and deblurring metrics on a dataset.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ _LAZY = {
     "list_presets": "twohded.optics",
     "create_model": "twohded.models",
     "list_models": "twohded.models",
+    "load_model": "twohded.predict",
+    "Predictor": "twohded.predict",
+    "evaluate_model": "twohded.evaluate",
     "InputError": "twohded.errors",
     "TwohdedError": "twohded.errors",
 }

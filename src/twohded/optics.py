@@ -159,7 +159,8 @@ D3NET_NYU = Camera(
 #: CoC from eq. 8 as printed (focal length in alpha). The paper gives neither the focus
 #: distance nor the pixel size. We follow SYNDOF, which the paper cites for its blur model:
 #: SYNDOF maps a 36 mm wide (full-frame) sensor onto the image width, so at NYU's 640 px the
-#: pixel pitch is 36 mm / 640 = 56.25 um. Focus: 2 m (D3-Net's NYU choice, mid-room; the paper
+#: pixel pitch is 36 mm / 640 = 56.25 um (the ``paper`` preset applies 36 mm / width to any
+#: image width; ``PAPER`` itself is the camera at 640 px). Focus: 2 m (D3-Net's NYU choice, mid-room; the paper
 #: does not say). Blur over NYU's 0.7-10 m is then sigma 12.9 px (0.7 m) to 0 (2 m) to 5.6 px
 #: (10 m): a defocused input of about 33 dB PSNR on the built-in scenes, below the paper's
 #: 34.85 dB after deblurring, as it must be (D3-Net's 4 px budget would give 39 dB, higher than
@@ -225,20 +226,35 @@ class SyndofSampler:
 
 @dataclass(frozen=True)
 class Preset:
-    """A named rendering setting: a camera (fixed or sampled per scene) and a default mode."""
+    """A named rendering setting: a camera (fixed or sampled per scene) and a default mode.
+
+    ``sensor_width_m``: if set, the camera's pixel pitch is ``sensor_width_m / image width``
+    for every image (the sensor spans the frame whatever its resolution, as in SYNDOF), so the
+    blur in pixels scales with the image width: rendering a 256-px frame gives the blur that
+    rendering at 640 px and resizing would. If None, the camera's pixel pitch is absolute.
+    """
 
     name: str
     description: str
     default_mode: str
     camera: Camera | None = None
     sampler: SyndofSampler | None = field(default=None)
+    sensor_width_m: float | None = None
+
+    @property
+    def width_relative(self) -> bool:
+        """True if the blur in pixels is defined relative to the image width."""
+        return self.sensor_width_m is not None or self.sampler is not None
 
     def camera_for(self, depth_m: torch.Tensor, seed: int | None = None) -> Camera:
-        """The camera for one scene (``depth_m`` (..., H, W) metres)."""
+        """The camera for one scene (``depth_m`` (..., H, W) metres; its width sets the pitch)."""
+        width = int(depth_m.shape[-1])
         if self.camera is not None:
-            return self.camera
+            if self.sensor_width_m is None:
+                return self.camera
+            return self.camera.with_(pixel_pitch_m=self.sensor_width_m / width)
         assert self.sampler is not None
-        return self.sampler.sample(depth_m, int(depth_m.shape[-1]), seed)
+        return self.sampler.sample(depth_m, width, seed)
 
 
 PRESETS: dict[str, Preset] = {
@@ -250,9 +266,10 @@ PRESETS: dict[str, Preset] = {
     ),
     "paper": Preset(
         "paper",
-        "2HDED:NET paper: D=4.48 cm, f=0.07 m, sigma=CoC/4 (eq. 8-9); focus 2 m, pixel 36 mm/640 (our choice)",
+        "2HDED:NET paper: D=4.48 cm, f=0.07 m, sigma=CoC/4 (eq. 8-9); focus 2 m, 36 mm sensor across the image (our choice)",
         default_mode="default",
         camera=PAPER,
+        sensor_width_m=PAPER_SENSOR_WIDTH_M,
     ),
     "syndof": Preset(
         "syndof",

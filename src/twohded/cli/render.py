@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,9 @@ def camera_from_args(args: argparse.Namespace):
         return preset
     if preset.camera is None:
         raise InputError(f"--preset {args.preset} draws a random camera per image; camera options do not apply to it")
-    return preset.camera.with_(**changes)
+    if "pixel_pitch_m" in changes:  # an explicit pixel size is absolute
+        return preset.camera.with_(**changes)
+    return dataclasses.replace(preset, camera=preset.camera.with_(**changes))
 
 
 def add_parser(sub) -> None:

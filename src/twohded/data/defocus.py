@@ -68,8 +68,10 @@ def cameras_for(preset, depth_m: torch.Tensor, seeds: Sequence[int], pixel_scale
         seeds: per-image seeds (random presets such as ``syndof`` draw their camera from them).
         pixel_scales: output pixels per source pixel, per image.
         blur_at: ``"source"`` scales the pixel pitch by ``1 / pixel_scale``; ``"output"`` does not.
+            A width-relative preset (``paper``, ``syndof``: the sensor spans the frame) already
+            gives the output image the blur of the source image resized, so it is not scaled again.
     """
-    from ..optics import Camera
+    from ..optics import Camera, Preset
 
     spec = resolve_preset(preset)
     if blur_at not in BLUR_AT:
@@ -78,7 +80,8 @@ def cameras_for(preset, depth_m: torch.Tensor, seeds: Sequence[int], pixel_scale
     for b in range(depth_m.shape[0]):
         cam = spec if isinstance(spec, Camera) else spec.camera_for(depth_m[b], int(seeds[b]))
         scale = float(pixel_scales[b])
-        if blur_at == "source" and scale != 1.0:
+        width_relative = isinstance(spec, Preset) and spec.width_relative
+        if blur_at == "source" and scale != 1.0 and not width_relative:
             cam = cam.with_(pixel_pitch_m=cam.pixel_pitch_m / scale)
         cams.append(cam)
     return cams

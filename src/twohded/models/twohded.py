@@ -72,6 +72,10 @@ class TwoHDEDNet(nn.Module):
             (ImageNet mean/std) or ``"none"``. The AiF residual is always added to the
             ``[0, 1]`` input.
         clamp_aif: clamp the AiF image to ``[0, 1]`` in eval mode.
+        aif_zero_init: start the AiF head's last convolution at zero, so that the network
+            starts as the identity for deblurring (a zero-initialised residual branch). The
+            authors' code draws it from N(0, 0.02) like every other layer (``False``); with
+            that init the first hundreds of steps are spent undoing a random residual.
 
     ``forward(image)``: ``(B, 3, H, W)`` in ``[0, 1]``, any ``H, W`` (reflect-padded to a
     multiple of 32 and cropped back) -> :class:`ModelOutput`.
@@ -87,6 +91,7 @@ class TwoHDEDNet(nn.Module):
         decoder_dropout: float = 0.5,
         input_norm: str = "symmetric",
         clamp_aif: bool = True,
+        aif_zero_init: bool = True,
     ) -> None:
         super().__init__()
         heads = tuple(heads)
@@ -111,6 +116,8 @@ class TwoHDEDNet(nn.Module):
         self.register_buffer("_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
         init_weights(self)
+        if aif_zero_init and self.aif_head is not None:
+            nn.init.zeros_(self.aif_head.weight)
         if encoder_weights is not None:
             load_encoder_weights(self.encoder, encoder_weights)
 

@@ -1,0 +1,126 @@
+"""``twohded predict``: depth and all-in-focus image of defocused photos.
+
+    twohded predict photo.jpg --checkpoint runs/nyu/best.pt --out results/
+    twohded predict photos/ --checkpoint runs/nyu --out results/ --batch-size 8
+
+For each image ``<stem>``: ``<stem>_depth.npy`` (float32 metres), ``<stem>_depth.png``
+(16-bit millimetres), ``<stem>_depth_color.png`` (colour map with a scale bar in metres) and
+``<stem>_aif.png``. Existing files are not replaced without ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def add_parser(sub) -> None:
+    from ..predict import DEFAULT_MAX_SIDE, DEFAULT_OVERLAP, MIN_SIDE
+
+    p = sub.add_parser(
+        "predict",
+        help="depth and all-in-focus image of defocused photos",
+        description="Predict metric depth and the all-in-focus image of one image or of every image "
+        f"in a folder (any format PIL reads, at least {MIN_SIDE}x{MIN_SIDE} pixels; large images in "
+        "blended tiles). See docs/evaluation.md.",
+    )
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_DIR", help="image file(s) or folder(s) of images")
+    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint file, or run folder with best.pt / last.pt")
+    p.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--model", default=None, help="refuse a checkpoint of another model variant (e.g. 2hded)")
+    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
+    p.add_argument("--no-fast", action="store_true", help="plain fp32 on the GPU (no bf16 autocast / channels-last)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the checkpoint has EMA weights")
+    p.add_argument("--batch-size", type=int, default=4, help="images (same size) or tiles per forward pass (default 4)")
+    p.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
+                   help=f"tile images whose longer side exceeds this (default {DEFAULT_MAX_SIDE})")
+    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help=f"tile overlap in pixels (default {DEFAULT_OVERLAP})")
+    p.add_argument("--depth-range", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="metres spanned by the colour map (default: each image's min..max)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def collect_inputs(paths: list[Path]) -> list[Path]:
+    """Files named directly, plus the images (by suffix) directly inside named folders, sorted."""
+    from ..io import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise InputError(f"{path}: input does not exist")
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                           and not p.name.startswith("."))
+            if not found:
+                raise InputError(f"{path}: folder holds no image ({', '.join(IMAGE_SUFFIXES)})")
+            files += found
+        else:
+            files.append(path)
+    return list(dict.fromkeys(files))
+
+
+def check_inputs(files: list[Path]) -> None:
+    """Open each header (cheap): unreadable files and images below the minimum size fail before any work."""
+    from PIL import Image, UnidentifiedImageError
+
+    from ..predict import MIN_SIDE
+
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except UnidentifiedImageError:
+            raise InputError(f"{path}: cannot read image: not an image format PIL recognises") from None
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read image: {exc}") from None
+        if min(w, h) < MIN_SIDE:
+            raise InputError(f"{path}: image is {w}x{h} pixels; the network needs at least {MIN_SIDE}x{MIN_SIDE}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..predict import load_model, output_paths
+    from .evaluate import check_out_dir
+
+    if args.batch_size < 1:
+        raise InputError("--batch-size must be >= 1")
+    if args.depth_range is not None and not args.depth_range[1] > args.depth_range[0]:
+        raise InputError(f"--depth-range {args.depth_range[0]} {args.depth_range[1]}: MAX must exceed MIN")
+    files = collect_inputs(args.inputs)
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems:
+            raise InputError(f"{f} and {stems[f.stem]} would write the same output files (same name stem)")
+        stems[f.stem] = f
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"{args.out}: output path exists and is not a folder")
+    predictor = load_model(
+        args.checkpoint, model=args.model, device=args.device, fast=not args.no_fast, compile=args.compile,
+        use_ema=not args.no_ema, max_side=args.max_side, overlap=args.overlap, batch_size=args.batch_size,
+    )
+    if not args.overwrite:
+        for f in files:
+            for path in output_paths(args.out, f.stem, predictor.outputs):
+                if path.exists():
+                    raise InputError(f"{path}: already exists (use --overwrite to replace it)")
+    check_inputs(files)
+    check_out_dir(args.out)
+    depth_range = tuple(args.depth_range) if args.depth_range else None
+    n = 0
+    bar = tqdm(total=len(files), desc="predict", unit="image", disable=args.no_progress)
+    try:
+        for path, result in predictor.iter_predict(files, names=files):
+            result.save(args.out, path.stem, overwrite=True, depth_range=depth_range)
+            n += 1
+            bar.update(1)
+    finally:
+        bar.close()
+    kinds = " and ".join(predictor.outputs)
+    print(f"wrote {kinds} of {n} image(s) to {args.out} ({predictor.device}{', fast path' if predictor.fast else ''})")
+    return 0

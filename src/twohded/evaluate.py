@@ -1,0 +1,605 @@
+"""Evaluation of a model on a dataset: depth errors, deblurring quality, figures.
+
+``evaluate_model(model, dataset, dataset_name="nyu")`` returns an :class:`EvalResult`
+(averaged metrics for depth, for the all-in-focus output and for the defocused input against
+the same target, the image count and the per-image list); with ``out_dir`` it also writes
+``metrics.json`` and ``metrics.md`` (atomically) and ``figures/*.png``. The trainer calls it
+for validation; ``twohded evaluate`` wraps it. Formulas: :mod:`twohded.metrics`.
+
+Protocols (docs/evaluation.md):
+
+``standard`` (the field's; default)
+    valid ground truth only; the prediction is resized (bilinear) to the ground truth's size
+    and clamped to the dataset's depth range; metrics per image, averaged over images.
+    NYU: the Eigen crop on the native 640x480 ground truth (on the 561x427 valid region for
+    ``border="crop"`` frames, the same pixels), depth cap 10 m. Make3D: C1 (ground truth and
+    prediction < 70 m, the primary) and C2 (< 80 m) at 460x345 (Liu et al., Laina et al.).
+    DFD: 10 m. Synthetic: the scenes' depth range. Folder / unknown: no upper cap. SSIM with
+    the 11x11 Gaussian window.
+
+``paper``
+    as the 2HDED:NET authors' scripts: metrics at the network's working resolution (the
+    dataset items' size, no resampling to the native ground truth), the whole valid frame
+    (no Eigen crop), the prediction quantised to whole millimetres (truncated, as their
+    16-bit PNG outputs), SSIM with scikit-image's default 7x7 uniform window and sample
+    covariance. Same depth caps, C1/C2 for Make3D.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .errors import InputError
+from .metrics import DEPTH_KEYS, IMAGE_KEYS, MetricAverager, depth_metrics, image_metrics
+
+log = logging.getLogger("twohded.evaluate")
+
+__all__ = [
+    "DEPTH_PROTOCOLS",
+    "PROTOCOLS",
+    "DatasetProtocol",
+    "EvalResult",
+    "Region",
+    "evaluate_model",
+    "infer_dataset_name",
+]
+
+PROTOCOLS = ("standard", "paper")
+FORMAT = "twohded-eval/1"
+MIN_DEPTH = 1e-3
+
+
+@dataclass(frozen=True)
+class Region:
+    """One set of evaluated pixels with its depth cap.
+
+    ``crop="eigen"``: the Eigen crop (NYU); ``make3d="c1"|"c2"``: Make3D's criteria
+    (ground truth below 70 / 80 m); ``max_depth``: cap in metres (None: none; ``"dataset"``:
+    the dataset's own range, e.g. the synthetic scenes').
+    """
+
+    name: str
+    max_depth: float | str | None
+    crop: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetProtocol:
+    """How a dataset's depth is evaluated; the first region is the primary one."""
+
+    dataset: str
+    regions: tuple[Region, ...]
+    native_gt: bool = False  # standard protocol: evaluate on the native-resolution ground truth
+    min_depth: float = MIN_DEPTH
+    note: str = ""
+
+
+#: standard-protocol depth settings per dataset name (``cache`` uses its source dataset's)
+DEPTH_PROTOCOLS: dict[str, DatasetProtocol] = {
+    "nyu": DatasetProtocol(
+        "nyu", (Region("eigen", 10.0, crop="eigen"),), native_gt=True,
+        note="Eigen crop of the 640x480 frame, depth capped at 10 m",
+    ),
+    "make3d": DatasetProtocol(
+        "make3d", (Region("c1", 70.0), Region("c2", 80.0)), native_gt=True,
+        note="C1: ground truth < 70 m (prediction clamped to 70 m); C2: < 80 m",
+    ),
+    "dfd": DatasetProtocol("dfd", (Region("valid", 10.0),), note="valid depth, capped at 10 m"),
+    "synthetic": DatasetProtocol("synthetic", (Region("valid", "dataset"),), note="the scenes' depth range"),
+    "folder": DatasetProtocol("folder", (Region("valid", None),), note="valid depth, no upper cap"),
+}
+GENERIC = DatasetProtocol("unknown", (Region("valid", None),), note="valid depth, no upper cap")
+
+
+# ---------------------------------------------------------------------------------------
+# Result
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalResult:
+    """Averaged and per-image metrics of one evaluation.
+
+    Attributes:
+        protocol: ``"standard"`` or ``"paper"``.
+        dataset: dataset name (``"nyu"``, ...) or None.
+        count: number of images evaluated.
+        depth: the primary region's averaged depth metrics (``rmse``, ``abs_rel``, ...,
+            ``delta3``, ``pixels``: total); ``{}`` for a model without depth head.
+        depth_regions: every region's averages, e.g. ``{"c1": {...}, "c2": {...}}``.
+        aif: PSNR / SSIM of the all-in-focus output against the target (``{}`` if none).
+        input: PSNR / SSIM of the defocused input against the same target (the baseline).
+        per_image: one dict per image: ``name``, ``depth`` (region -> metrics or None),
+            ``aif``, ``input``.
+        settings: how the evaluation was run (regions, caps, resolution, device, ...).
+    """
+
+    protocol: str
+    dataset: str | None
+    count: int
+    depth: dict[str, float] = field(default_factory=dict)
+    depth_regions: dict[str, dict[str, float]] = field(default_factory=dict)
+    aif: dict[str, float] = field(default_factory=dict)
+    input: dict[str, float] = field(default_factory=dict)
+    per_image: list[dict] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gain(self) -> dict[str, float]:
+        """``aif - input`` for PSNR (dB) and SSIM: what deblurring gained."""
+        return {k: self.aif[k] - self.input[k] for k in IMAGE_KEYS if k in self.aif and k in self.input}
+
+    def flat(self) -> dict[str, float]:
+        """One flat dict for logging: ``depth/rmse``, ``depth_c2/rmse``, ``aif/psnr``, ``input/ssim``, ``gain/psnr``..."""
+        out: dict[str, float] = {}
+        primary = next(iter(self.depth_regions), None)
+        for region, metrics in self.depth_regions.items():
+            prefix = "depth" if region == primary else f"depth_{region}"
+            out.update({f"{prefix}/{k}": v for k, v in metrics.items() if k != "pixels"})
+        for group in ("aif", "input", "gain"):
+            out.update({f"{group}/{k}": v for k, v in getattr(self, group).items()})
+        return out
+
+    def to_dict(self, per_image: bool = True) -> dict[str, Any]:
+        d = {
+            "format": FORMAT,
+            "protocol": self.protocol,
+            "dataset": self.dataset,
+            "count": self.count,
+            "depth": self.depth,
+            "depth_regions": self.depth_regions,
+            "aif": self.aif,
+            "input": self.input,
+            "gain": self.gain,
+            "settings": self.settings,
+        }
+        if per_image:
+            d["per_image"] = self.per_image
+        return d
+
+    def to_markdown(self) -> str:
+        s = self.settings
+        title = f"# Evaluation: {s.get('model_name') or 'model'} on {self.dataset or 'dataset'}"
+        if s.get("split"):
+            title += f" ({s['split']})"
+        lines = [title, ""]
+        lines.append(f"{self.count} images, {self.protocol} protocol"
+                     + (f", checkpoint `{s['checkpoint']}`" if s.get("checkpoint") else "") + ".")
+        lines.append("")
+        if self.depth_regions:
+            lines.append(f"## Depth ({s.get('depth_note', '')}; ground truth at {s.get('gt_resolution', '?')} resolution)")
+            lines.append("")
+            names = {
+                "rmse": "RMSE (m) ↓", "abs_rel": "AbsRel ↓", "sq_rel": "SqRel (m) ↓", "rmse_log": "RMSE log ↓",
+                "log10": "log10 ↓", "delta1": "δ<1.25 ↑", "delta2": "δ<1.25² ↑", "delta3": "δ<1.25³ ↑",
+            }
+            lines.append("| region | cap (m) | " + " | ".join(names[k] for k in DEPTH_KEYS) + " |")
+            lines.append("| --- | --- | " + " | ".join("---:" for _ in DEPTH_KEYS) + " |")
+            caps = s.get("regions", {})
+            for region, m in self.depth_regions.items():
+                cap = caps.get(region, {}).get("max_depth")
+                cells = [_fmt(m.get(k), 3 if k in ("rmse", "sq_rel") else 4) for k in DEPTH_KEYS]
+                lines.append(f"| {region} | {cap if cap is not None else '-'} | " + " | ".join(cells) + " |")
+            lines.append("")
+        if self.input or self.aif:
+            lines.append(f"## Deblurring (data range 1, SSIM window: {s.get('ssim_window', 'gaussian')})")
+            lines.append("")
+            lines.append("| image vs target | PSNR (dB) ↑ | SSIM ↑ |")
+            lines.append("| --- | ---: | ---: |")
+            if self.input:
+                lines.append(f"| defocused input | {_fmt(self.input.get('psnr'), 2)} | {_fmt(self.input.get('ssim'), 4)} |")
+            if self.aif:
+                lines.append(f"| all-in-focus output | {_fmt(self.aif.get('psnr'), 2)} | {_fmt(self.aif.get('ssim'), 4)} |")
+            gain = self.gain
+            if gain:
+                lines.append(f"| gain | {gain['psnr']:+.2f} | {gain['ssim']:+.4f} |")
+            lines.append("")
+        return "\n".join(lines)
+
+    def save(self, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+        """Write ``metrics.json`` and ``metrics.md`` into ``out_dir`` (atomically); returns both paths."""
+        from .io import atomic_write
+
+        out_dir = Path(out_dir)
+        js, md = out_dir / "metrics.json", out_dir / "metrics.md"
+        with atomic_write(js) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+        with atomic_write(md) as tmp:
+            tmp.write_text(self.to_markdown() + "\n")
+        return js, md
+
+
+def _fmt(v, digits: int) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+# ---------------------------------------------------------------------------------------
+# Dataset introspection
+# ---------------------------------------------------------------------------------------
+
+
+def _base(dataset: Dataset) -> Dataset:
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return dataset
+
+
+def infer_dataset_name(dataset: Dataset) -> str | None:
+    """``"nyu"``, ``"make3d"``, ... for a twohded dataset (a cache: its source dataset), else None."""
+    from .data import DATASETS
+    from .data.cache import PreparedDataset
+
+    base = _base(dataset)
+    if isinstance(base, PreparedDataset):
+        return base.settings.get("dataset")
+    for name, cls in DATASETS.items():
+        if type(base) is cls:
+            return name
+    return None
+
+
+def _frame_info(dataset: Dataset) -> dict:
+    """What the items show: ``full_frame`` (the whole frame, resized or not), NYU ``border``,
+    and how to rebuild the native-resolution ground truth (``native``: (cls, root, split, options))."""
+    from .data import DATASETS
+    from .data.cache import PreparedDataset
+
+    base = _base(dataset)
+    info: dict[str, Any] = {"full_frame": True, "border": None, "native": None, "resized": False}
+    if isinstance(base, PreparedDataset):
+        s = base.settings
+        resize = s.get("resize") if s.get("size") else "none"
+        info["full_frame"] = resize in ("resize", "none", None)
+        info["resized"] = bool(s.get("size")) and resize == "resize"
+        name = s.get("dataset")
+        info["border"] = s.get("border", "crop") if name == "nyu" else None
+        root = s.get("root")
+        if name in ("nyu", "make3d") and root and Path(root).exists() and info["full_frame"]:
+            opts = ({"border": s.get("border", "crop"), "depth_key": s.get("depth_key", "depths")} if name == "nyu"
+                    else {"crop_ratio": s.get("crop_ratio"), "allow_truncated": bool(s.get("allow_truncated"))})
+            info["native"] = (DATASETS[name], root, "all" if name == "nyu" else base.split, opts)
+        return info
+    geometry = getattr(base, "geometry", None)
+    if geometry is not None:
+        info["full_frame"] = geometry.resize in ("resize", "none")
+        info["resized"] = geometry.size is not None and geometry.resize == "resize"
+    name = infer_dataset_name(base)
+    if name == "nyu":
+        info["border"] = base.border
+        if info["full_frame"]:
+            # split "all": every frame, matched by name (the items may come from another split file)
+            info["native"] = (type(base), base.path, "all", {"border": base.border, "depth_key": base.depth_key})
+    elif name == "make3d" and info["full_frame"]:
+        info["native"] = (type(base), base.root, base.split, {
+            "base_size": base.base_size, "crop_ratio": base.crop_ratio, "allow_truncated": base.allow_truncated,
+            "max_depth_m": base.max_depth_m,
+        })
+    return info
+
+
+def _dataset_max_depth(dataset: Dataset) -> float:
+    base = _base(dataset)
+    config = getattr(base, "config", None)
+    rng = getattr(config, "depth_range_m", None)
+    return float(rng[1]) if rng else 10.0
+
+
+class _NativeGT:
+    """Ground truth (depth, mask) by item name, read from a native-resolution copy of the dataset."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        base = _base(dataset)
+        names = list(getattr(base, "names", []))
+        if isinstance(dataset, Subset):
+            names = [names[i] for i in dataset.indices]
+        self.index = {n: i for i, n in enumerate(names)}
+
+    def __call__(self, name: str) -> tuple[Tensor, Tensor]:
+        if name not in self.index:
+            raise InputError(f"ground truth: no frame named {name!r} in the native-resolution dataset")
+        item = self.dataset[self.index[name]]
+        return item["depth"], item["mask"]
+
+
+def _native_dataset(info: dict) -> Dataset | None:
+    if info["native"] is None:
+        return None
+    cls, root, split, opts = info["native"]
+    return cls(root, split, defocus="deferred", augment=False, flip=False, **opts)
+
+
+# ---------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------
+
+
+def _collate(items: list[dict]) -> dict:
+    sizes = {tuple(it["image"].shape[-2:]) for it in items}
+    if len(sizes) > 1:
+        raise InputError(
+            f"items of one batch differ in size ({', '.join(f'{w}x{h}' for h, w in sorted(sizes))}); "
+            "use --batch-size 1 or a fixed --size"
+        )
+    from torch.utils.data import default_collate
+
+    return default_collate(items)
+
+
+def _region_mask(region: Region, depth: Tensor, border: str | None) -> Tensor | None:
+    """Extra mask of ``region`` on a ``(1, H, W)`` ground truth (None: none)."""
+    h, w = depth.shape[-2:]
+    if region.crop == "eigen":
+        from .data.nyu import eigen_crop_mask
+
+        frame = "projection" if border == "crop" else "full"
+        return eigen_crop_mask(h, w, frame=frame).to(depth.device)
+    if region.name in ("c1", "c2"):
+        from .data.make3d import c1_mask, c2_mask
+
+        return (c1_mask if region.name == "c1" else c2_mask)(depth)
+    return None
+
+
+def _has_target(image: Tensor, target: Tensor) -> bool:
+    """False where the dataset has no sharp target (its ``aif`` is the input itself)."""
+    return not torch.equal(image, target)
+
+
+def evaluate_model(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    protocol: str = "standard",
+    dataset_name: str | None = None,
+    batch_size: int = 1,
+    device: str | torch.device | None = None,
+    fast: bool | None = None,
+    figures: int = 0,
+    out_dir: str | os.PathLike | None = None,
+    gt: str | Dataset = "auto",
+    workers: int = 0,
+    progress: bool = False,
+    info: dict | None = None,
+) -> EvalResult:
+    """Evaluate ``model`` on ``dataset`` (items as :mod:`twohded.data` makes them).
+
+    Args:
+        model: a twohded model (``ModelOutput`` with ``depth`` and/or ``aif``). It is put in
+            eval mode for the run and its mode restored afterwards; with ``device`` given it
+            is moved there, else it stays where it is.
+        dataset: any twohded dataset (``"deferred"`` items are rendered on ``device``).
+        protocol: ``"standard"`` or ``"paper"`` (module docstring).
+        dataset_name: ``"nyu"``, ``"make3d"``, ``"dfd"``, ``"synthetic"``, ``"folder"``: picks
+            the depth caps and regions of :data:`DEPTH_PROTOCOLS`; default: inferred.
+        batch_size, workers: DataLoader settings (items of a batch must share one size).
+        device: default: the model's device.
+        fast: bf16 autocast on CUDA (default: on there); ignored on CPU.
+        figures: number of figure panels to write (needs ``out_dir``), evenly spread over
+            the dataset.
+        out_dir: write ``metrics.json``, ``metrics.md`` and ``figures/`` there.
+        gt: where the depth ground truth comes from: ``"auto"`` (standard protocol: the
+            native-resolution frames for NYU and Make3D when the items show the whole frame
+            and the raw data is reachable, else the items), ``"input"`` (the items), or a
+            dataset of the same frames (matched by ``name``) at the evaluation resolution.
+        progress: show a progress bar.
+        info: extra settings recorded in the result (e.g. ``checkpoint``, ``model_name``).
+    """
+    from .data import render_batch
+    from .predict import inference_context, resolve_device, use_fast
+
+    if protocol not in PROTOCOLS:
+        raise InputError(f"protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    if figures and out_dir is None:
+        raise InputError("figures need an output folder (out_dir)")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    n_items = len(dataset)
+    if n_items == 0:
+        raise InputError("the dataset is empty: nothing to evaluate")
+
+    name = dataset_name or infer_dataset_name(dataset)
+    if name == "cache":
+        name = infer_dataset_name(dataset)
+    proto = DEPTH_PROTOCOLS.get(name or "", GENERIC)
+    frame = _frame_info(dataset)
+    notes: list[str] = []
+
+    # regions and caps
+    regions = []
+    for r in proto.regions:
+        cap = _dataset_max_depth(dataset) if r.max_depth == "dataset" else r.max_depth
+        if r.crop == "eigen" and (protocol == "paper" or not frame["full_frame"]):
+            if protocol == "standard":
+                notes.append("items are crops of the NYU frame: the Eigen crop cannot be placed, all valid pixels used")
+            r = Region("valid", cap)
+        regions.append(Region(r.name, cap, r.crop))
+
+    # ground-truth source
+    native = None
+    if isinstance(gt, Dataset):
+        native = _NativeGT(gt)
+        gt_resolution = "given"
+    elif gt == "input" or protocol == "paper":
+        gt_resolution = "input"
+    elif gt == "auto":
+        gt_resolution = "input"
+        if proto.native_gt:
+            if not frame["resized"]:
+                gt_resolution = "native"  # the items are at the native resolution already
+            else:
+                ds = _native_dataset(frame)
+                if ds is not None:
+                    native = _NativeGT(ds)
+                    gt_resolution = "native"
+                else:
+                    notes.append("native-resolution ground truth not reachable (raw data not found, or the items "
+                                 "are crops of the frame): evaluated at the items' resolution")
+    else:
+        raise InputError(f"gt={gt!r}: use 'auto', 'input' or a dataset")
+    for note in notes:
+        log.warning("%s", note)
+
+    dev = resolve_device(device) if device is not None else next(model.parameters()).device
+    fast_on = use_fast(dev, fast)
+    if device is not None:
+        model.to(dev)
+    ssim_window = "uniform" if protocol == "paper" else "gaussian"
+    quantise = protocol == "paper"
+    outputs = tuple(getattr(model, "outputs", ("depth", "aif")))
+
+    wanted = set()
+    if figures:
+        k = min(int(figures), n_items)
+        wanted = {round(i * (n_items - 1) / max(1, k - 1)) for i in range(k)} if k > 1 else {0}
+    panels: list[tuple[int, dict]] = []
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
+                        pin_memory=dev.type == "cuda")
+    avg_regions = {r.name: MetricAverager() for r in regions}
+    avg_aif, avg_input = MetricAverager(), MetricAverager()
+    per_image: list[dict] = []
+    was_training = model.training
+    model.eval()
+    index = 0
+    try:
+        from tqdm import tqdm
+
+        for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
+            batch = render_batch(batch, device=dev)
+            image = batch["image"].float()
+            x = image.contiguous(memory_format=torch.channels_last) if fast_on else image
+            with inference_context(dev, fast_on):
+                out = model(x)
+            pred_depth = out.depth.float() if out.depth is not None else None
+            pred_aif = out.aif.float().clamp(0.0, 1.0) if out.aif is not None else None
+            for b in range(image.shape[0]):
+                item_name = str(batch["name"][b])
+                record: dict[str, Any] = {"name": item_name}
+                fig: dict[str, Any] = {}
+                if pred_depth is not None:
+                    if native is not None:
+                        gt_d, gt_m = native(item_name)
+                        gt_d, gt_m = gt_d.to(dev), gt_m.to(dev)
+                    else:
+                        gt_d, gt_m = batch["depth"][b], batch["mask"][b]
+                    p = pred_depth[b]
+                    if p.shape[-2:] != gt_d.shape[-2:]:
+                        p = F.interpolate(p[None], size=gt_d.shape[-2:], mode="bilinear", align_corners=False)[0]
+                    record["depth"] = {}
+                    for r in regions:
+                        m = gt_m.bool()
+                        extra = _region_mask(r, gt_d, frame["border"])
+                        if extra is not None:
+                            m = m & extra
+                        pr = p.clamp(min=proto.min_depth, max=r.max_depth)
+                        if quantise:
+                            pr = (torch.floor(pr * 1000.0) / 1000.0).clamp(min=proto.min_depth)
+                        metrics = depth_metrics(pr, gt_d, m, min_depth=proto.min_depth, max_depth=r.max_depth)
+                        avg_regions[r.name].add(metrics)
+                        record["depth"][r.name] = metrics
+                    if index in wanted:
+                        primary = regions[0]
+                        m = gt_m.bool()
+                        extra = _region_mask(primary, gt_d, frame["border"])
+                        if extra is not None:
+                            m = m & extra
+                        pc = p.clamp(min=proto.min_depth, max=primary.max_depth)
+                        fig.update(gt=gt_d.cpu(), mask=m.cpu(), pred=pc.cpu())
+                target = batch["aif"][b].float()
+                if _has_target(image[b], target):
+                    record["input"] = image_metrics(image[b], target, ssim_window)
+                    avg_input.add(record["input"])
+                    if pred_aif is not None:
+                        record["aif"] = image_metrics(pred_aif[b], target, ssim_window)
+                        avg_aif.add(record["aif"])
+                if index in wanted:
+                    fig.update(name=item_name, image=image[b].cpu(), target=target.cpu(),
+                               aif=pred_aif[b].cpu() if pred_aif is not None else None)
+                    panels.append((index, fig))
+                per_image.append(record)
+                index += 1
+    finally:
+        model.train(was_training)
+
+    depth_regions = {k: v.mean() for k, v in avg_regions.items() if v.images} if "depth" in outputs else {}
+    settings = {
+        **(info or {}),
+        "dataset": name,
+        "gt_resolution": gt_resolution,
+        "depth_note": proto.note if protocol == "standard" else _paper_note(proto, regions),
+        "regions": {r.name: {"max_depth": r.max_depth, "min_depth": proto.min_depth, "crop": r.crop} for r in regions},
+        "skipped_no_valid_depth": {k: v.skipped for k, v in avg_regions.items() if v.skipped},
+        "depth_quantised_mm": quantise,
+        "ssim_window": ssim_window,
+        "device": str(dev),
+        "fast": fast_on,
+        "batch_size": batch_size,
+        "notes": notes,
+    }
+    result = EvalResult(
+        protocol=protocol,
+        dataset=name,
+        count=index,
+        depth=next(iter(depth_regions.values()), {}),
+        depth_regions=depth_regions,
+        aif=avg_aif.mean(),
+        input=avg_input.mean(),
+        per_image=per_image,
+        settings=settings,
+    )
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        for i, (idx, fig) in enumerate(panels):
+            _write_figure(out_dir / "figures" / f"{i:03d}_{_safe(fig['name'])}.png", fig, result)
+        result.save(out_dir)
+    return result
+
+
+def _paper_note(proto: DatasetProtocol, regions: list[Region]) -> str:
+    caps = ", ".join(f"{r.name} < {r.max_depth} m" if r.max_depth else r.name for r in regions)
+    return f"paper protocol: whole valid frame at the network's resolution, {caps}, prediction truncated to mm"
+
+
+def _safe(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return keep[:80] or "item"
+
+
+def _write_figure(path: Path, fig: dict, result: EvalResult) -> None:
+    """One row like the paper's Figs. 6-8: input, GT depth, predicted depth, error, target, deblurred."""
+    from .figures import Panel, save_figure
+
+    row = [Panel("defocused input", fig["image"])]
+    if "gt" in fig:
+        gt, mask, pred = fig["gt"][0], fig["mask"][0], fig["pred"][0]
+        valid = gt[mask]
+        lo = float(valid.min()) if valid.numel() else float(gt.min())
+        hi = float(valid.max()) if valid.numel() else float(gt.max())
+        shown_gt = torch.where(mask, gt, torch.full_like(gt, float("nan")))
+        err = torch.where(mask, (pred - gt).abs(), torch.full_like(gt, float("nan")))
+        rec = next((r for r in result.per_image if r["name"] == fig["name"]), {})
+        primary = next(iter(rec.get("depth", {}).values()), None)
+        title = f"predicted depth (RMSE {primary['rmse']:.3f} m)" if primary else "predicted depth"
+        row += [
+            Panel("ground-truth depth", shown_gt, kind="depth", vmin=lo, vmax=hi),
+            Panel(title, pred, kind="depth", vmin=lo, vmax=hi),
+            Panel("|error|", err, kind="map", vmin=0.0, unit="m"),
+        ]
+    if not torch.equal(fig["image"], fig["target"]):
+        row.append(Panel("all-in-focus target", fig["target"]))
+    if fig.get("aif") is not None:
+        rec = next((r for r in result.per_image if r["name"] == fig["name"]), {})
+        m = rec.get("aif")
+        row.append(Panel(f"deblurred ({m['psnr']:.2f} dB)" if m else "deblurred", fig["aif"]))
+    save_figure(path, [row], title=fig["name"])

@@ -1,0 +1,12 @@
+"""Training: ``train(config) -> RunResult`` (``twohded train``); see docs/training.md.
+
+Modules: :mod:`.trainer` (the loop), :mod:`.optim` (optimizers, lr schedules), :mod:`.ema`
+(weight averaging), :mod:`.sampler` (seeded, sharded, resumable epoch order), :mod:`.ddp`
+(torchrun / DDP plumbing), :mod:`.logs` (log.csv, TensorBoard), :mod:`.validation`.
+"""
+
+from __future__ import annotations
+
+from .trainer import KILL_ENV, NonFiniteLossError, RunResult, resolve_device, train
+
+__all__ = ["train", "RunResult", "NonFiniteLossError", "resolve_device", "KILL_ENV"]
