@@ -23,3 +23,18 @@ def dfd_root() -> Path:
     if not (path / "dfd_dataset_indoor_N2_8").is_dir():
         pytest.skip(f"../shared/data/dfd_indoor not found ({path}): the real DFD test needs the shared data")
     return path
+
+
+@pytest.fixture(scope="session")
+def ckpt(tmp_path_factory):
+    """A randomly initialised ``2hded`` saved as a twohded checkpoint (evaluate / predict tests)."""
+    import torch
+
+    from twohded.checkpoint import save_checkpoint
+    from twohded.models import create_model
+
+    d = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    model = create_model("2hded")
+    save_checkpoint(d / "2hded.pt", {"model_name": "2hded", "model_options": {}, "model_state": model.state_dict()})
+    return d / "2hded.pt"

@@ -12,7 +12,6 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from twohded.checkpoint import save_checkpoint
 from twohded.cli import main
 from twohded.data import build_dataset
 from twohded.errors import InputError
@@ -148,15 +147,6 @@ def test_nyu_standard_eigen_crop_at_native_resolution_and_paper(tmp_path):
 
 
 # --- the command line ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    model = create_model("2hded")
-    save_checkpoint(d / "2hded.pt", {"model_name": "2hded", "model_options": {}, "model_state": model.state_dict()})
-    return d / "2hded.pt"
 
 
 SYNTH = ["--data", "synthetic", "-O", "n=2", "-O", "height=64", "-O", "width=64", "--preset", "paper", "--no-progress"]

@@ -8,21 +8,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from twohded.checkpoint import save_checkpoint
 from twohded.cli import main
 from twohded.errors import InputError
-from twohded.models import ModelOutput, create_model
+from twohded.models import ModelOutput
 from twohded.predict import MIN_SIDE, Prediction, Predictor, load_model, tile_grid, to_image_tensor
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    """A randomly initialised 2hded saved as a checkpoint (and a depth-only one)."""
-    d = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    model = create_model("2hded")
-    save_checkpoint(d / "2hded.pt", {"model_name": "2hded", "model_options": {}, "model_state": model.state_dict()})
-    return d / "2hded.pt"
 
 
 @pytest.fixture(scope="module")
