@@ -72,8 +72,11 @@ class DefaultMode:
     """twohded's physically cleaner renderer (see module docstring).
 
     Attributes:
-        sigma_step_px: blur difference between neighbouring layers, pixels. Layers sit on the
-            grid ``sigma = k * sigma_step_px`` on each side of the focus plane.
+        sigma_step_px: blur difference between neighbouring layers, pixels, for small blur:
+            layers sit on the grid ``sigma = k * sigma_step_px`` on each side of the focus plane.
+        sigma_rel_step: above ``sigma_step_px / sigma_rel_step`` (5 px by default) the step
+            grows with the blur, to this fraction of it (a 0.25 px difference at sigma 50 px
+            is invisible; this keeps large blurs to tens of layers, not hundreds).
         truncate: kernel radius in units of sigma (``ceil(truncate * sigma)``), so that the
             kernel is never cut short.
         dilate: dilate layer masks by the 7x7 octagon as D3-Net does (off: normalisation
@@ -81,6 +84,7 @@ class DefaultMode:
     """
 
     sigma_step_px: float = 0.25
+    sigma_rel_step: float = 0.05
     truncate: float = 3.0
     dilate: bool = False
     name: str = "default"
@@ -449,7 +453,9 @@ def _composite_tiled(
         hp, wp = img_p.shape[-2:]
         boxes = _layer_boxes(idx_p[0, 0], n_layers)
         present = torch.nonzero(boxes[:, 1] >= 0).flatten().tolist()
-        windows = _bbox_windows(boxes.tolist(), present, BOX_CHUNK, halo, hp, wp)
+        first_kept = (taps_table[0] > NEGLIGIBLE_TAP).float().argmax(dim=1)  # per layer
+        halos = ((k // 2 - first_kept).clamp_min(0) + (3 if dilate else 0)).tolist()  # its reach
+        windows = _bbox_windows(boxes.tolist(), present, BOX_CHUNK, halos, hp, wp)
         boxed_cost = sum((r.stop - r.start) * (q.stop - q.start) * len(g) for g, r, q in windows)
         if boxed_cost < tiled_cost:
             colour, coverage = _composite_boxed(img_p, idx_p, taps_table, windows, halo, dilate)
@@ -494,11 +500,13 @@ def _layer_boxes(index: torch.Tensor, n_layers: int) -> torch.Tensor:
     )
 
 
-def _bbox_windows(boxes: list[list[int]], ids: list[int], chunk: int, halo: int, h: int, w: int):
-    """Per chunk of ``ids``: (ids, row slice, column slice) of the union box grown by ``halo``."""
+def _bbox_windows(boxes: list[list[int]], ids: list[int], chunk: int, halos: list[int], h: int, w: int):
+    """Per chunk of ``ids``: (ids, row slice, column slice) of the union box of its layers,
+    grown by the largest reach (kernel radius + dilation) among them, ``halos[id]``."""
     out = []
     for start in range(0, len(ids), chunk):
         group = ids[start : start + chunk]
+        halo = max(halos[i] for i in group)
         r0 = max(min(boxes[i][0] for i in group) - halo, 0)
         r1 = min(max(boxes[i][1] for i in group) + 1 + halo, h)
         c0 = max(min(boxes[i][2] for i in group) - halo, 0)
@@ -586,25 +594,38 @@ def _render_d3net(image, depth, cameras: list[Camera], mode: D3NetMode, chunk: i
 # ---------------------------------------------------------------------------------------
 
 
+def _layer_coordinate(blur_px: torch.Tensor, mode: DefaultMode) -> torch.Tensor:
+    """Signed sigma (px) -> continuous layer coordinate: steps of ``sigma_step_px`` up to
+    ``s0 = sigma_step_px / sigma_rel_step``, then steps of ``sigma_rel_step`` of the blur."""
+    step, rel = mode.sigma_step_px, mode.sigma_rel_step
+    mag = blur_px.abs()
+    if rel <= 0:
+        return blur_px / step
+    s0 = step / rel
+    far = s0 / step + torch.log(mag.clamp_min(s0) / s0) / math.log1p(rel)
+    return torch.sign(blur_px) * torch.where(mag <= s0, mag / step, far)
+
+
 def default_layers(depth_m: torch.Tensor, camera: Camera, mode: DefaultMode) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The default mode's layers for one depth map ``(1, H, W)`` metres.
 
-    Pixels are binned by inverse depth on a grid of equal blur steps around the focus plane:
-    ``u = (1/S - 1/x) * K / sigma_step`` (signed blur in steps), layer ``k = round(u)``; k grows
-    with depth (negative in front of the focus plane, positive behind). Each layer is blurred
-    with the sigma of its pixels' mean ``u`` (so a fronto-parallel plane gets its exact sigma,
-    and the error elsewhere is at most ``sigma_step / 2``).
+    Pixels are binned by their signed blur ``s = (1/S - 1/x) * K`` (pixels; blur is linear in
+    inverse depth): layer ``k = round(q(s))`` where ``q`` counts steps of ``sigma_step_px`` up
+    to 5 px and steps of 5 % of the blur beyond (:func:`_layer_coordinate`); k grows with depth
+    (negative in front of the focus plane, positive behind). Each layer is blurred with the
+    sigma of its pixels' mean ``s`` (a fronto-parallel plane gets its exact sigma; elsewhere
+    the error is at most half a step).
 
     Returns the layer index of every pixel ``(1, H, W)`` long, the non-empty layer ids
     ``(L,)`` sorted near to far, and their sigmas ``(L,)`` in pixels (float64).
     """
     gain = camera.blur_gain_px_m()
-    u = ((1.0 / camera.focus_m - 1.0 / depth_m.double()) * gain / mode.sigma_step_px).reshape(-1)
-    index = torch.round(u).long()
+    blur = ((1.0 / camera.focus_m - 1.0 / depth_m.double()) * gain).reshape(-1)  # signed sigma, px
+    index = torch.round(_layer_coordinate(blur, mode)).long()
     ids, inverse = torch.unique(index, return_inverse=True)
-    total = torch.zeros(ids.numel(), dtype=torch.float64, device=u.device).index_add_(0, inverse, u)
+    total = torch.zeros(ids.numel(), dtype=torch.float64, device=blur.device).index_add_(0, inverse, blur)
     count = torch.bincount(inverse, minlength=ids.numel()).double()
-    sigmas = (total / count).abs() * mode.sigma_step_px
+    sigmas = (total / count).abs()
     return index.reshape(depth_m.shape), ids, sigmas
 
 
