@@ -43,6 +43,7 @@ class DemoSettings:
     figures: int = 4
     preset: str = "paper"
     amp: str = "auto"
+    ema_decay: float | None = None
 
     @staticmethod
     def cpu() -> "DemoSettings":
@@ -85,6 +86,7 @@ def demo_config(settings: DemoSettings, device: str, seed: int = 0):
                 "num_workers": 0,
                 "device": device,
                 "amp": s.amp,
+                "ema_decay": s.ema_decay,
                 "val_every": max(1, s.epochs // 3),
             },
         },
