@@ -53,6 +53,15 @@ def test_real_render_mode_and_no_silent_resize(dfd_root):
     assert float(item["pixel_scale"]) == pytest.approx(108 / 645)
 
 
+def test_real_no_defocus_mode_feeds_the_f8_photo(dfd_root):
+    """defocus="none": the input is the f/8 photo itself (the "does defocus help?" control)."""
+    sharp = DFDIndoor(dfd_root, "val", defocus="none", size=(64, 96))
+    real = DFDIndoor(dfd_root, "val", size=(64, 96))
+    a, b = sharp[0], real[0]
+    assert torch.equal(a["image"], a["aif"]) and torch.equal(a["aif"], b["aif"])
+    assert not torch.equal(a["image"], b["image"])
+
+
 # ---- fixture: shifted timestamps, unmatched files, symlink stored as a text file -------------
 
 

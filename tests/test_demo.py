@@ -19,3 +19,15 @@ def test_quick_demo_writes_report(tmp_path, capsys):
     # a second run refuses to overwrite a finished demo
     assert main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_demo_recipe_configures_what_the_report_describes():
+    """The CPU recipe: mean-depth bias, no dropout, MSE losses, fresh scenes; quick uses it too."""
+    from twohded.demo import DemoSettings, demo_config
+
+    for settings in (DemoSettings.cpu(), DemoSettings.gpu(), DemoSettings.quick()):
+        cfg = demo_config(settings, "cpu", mean_depth_m=3.25)
+        assert cfg.model.options == {"decoder_dropout": 0.0, "depth_bias_m": 3.25}
+        assert cfg.loss.depth_mse and cfg.loss.mse and not cfg.loss.l1 and not cfg.loss.ssim
+    cpu = DemoSettings.cpu()
+    assert cpu.epochs * (cpu.n_train // cpu.batch_size) == 336  # the step count the report gives

@@ -198,3 +198,18 @@ def test_bf16_inputs_computed_in_float32():
 def test_valid_mask():
     t = torch.tensor([0.0, -1.0, float("nan"), float("inf"), 2.0])
     assert depth_valid_mask(t).tolist() == [False, False, False, False, True]
+
+
+def test_depth_mse_term_is_the_masked_mean_square():
+    import torch
+
+    from twohded.losses import HybridLoss, LossConfig
+    from twohded.models import ModelOutput
+
+    pred = torch.tensor([[[[1.0, 2.0], [3.0, 5.0]]]])
+    gt = torch.tensor([[[[1.0, 4.0], [0.0, 2.0]]]])  # one missing pixel (0)
+    loss = HybridLoss(LossConfig(l1=False, gradient=False, depth_mse=True, deblur=False))
+    out = loss(ModelOutput(depth=pred), depth=gt)
+    assert abs(float(out.total) - (0 + 4 + 9) / 3) < 1e-6
+    assert set(out.parts) == {"depth_mse", "depth", "total"}
+    assert LossConfig(l1=False, gradient=False, depth_mse=True).uses_depth

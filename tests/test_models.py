@@ -307,3 +307,19 @@ def test_encoder_weights_errors(tmp_path):
     torch.save({"fc.weight": torch.zeros(2, 2)}, other)
     with pytest.raises(InputError, match="no tensor matches"):
         twohded.create_model("2hded", encoder_weights=other)
+
+
+def test_depth_bias_starts_the_network_at_the_given_depth():
+    import torch
+
+    from twohded import create_model
+    from twohded.errors import InputError
+
+    model = create_model("2hded", depth_bias_m=3.5, decoder_dropout=0.0).eval()
+    assert model.depth_head.bias is not None
+    with torch.no_grad():
+        depth = model(torch.rand(1, 3, 32, 32)).depth
+    assert abs(float(depth.mean()) - 3.5) < 0.5  # the head's weights are small at init
+    assert create_model("2hded").depth_head.bias is None  # the paper's bias-free head by default
+    with pytest.raises(InputError):
+        create_model("2hded", depth_bias_m=-1.0)

@@ -89,7 +89,7 @@ def test_impossible_camera_is_rejected(kwargs, words):
 def test_unknown_preset_lists_names():
     with pytest.raises(InputError, match="d3net_nyu"):
         get_preset("nope")
-    assert set(list_presets()) == {"d3net_nyu", "paper", "syndof"}
+    assert set(list_presets()) == {"d3net_nyu", "paper", "dfd_indoor", "syndof"}
 
 
 def test_from_aperture():
@@ -108,3 +108,21 @@ def test_paper_preset_pixel_pitch_follows_the_image_width():
     assert cam256.sigma_px(0.7) == pytest.approx(cam640.sigma_px(0.7) * 256 / 640)
     # D3-Net's pixel is absolute: its blur in pixels does not depend on the image width
     assert get_preset("d3net_nyu").camera_for(torch.ones(96, 128)) == D3NET_NYU
+
+
+def test_dfd_indoor_preset_gives_the_documented_blur():
+    # fitted by scripts/fit_dfd_camera.py (docs/physics.md, "The DFD indoor camera")
+    preset = get_preset("dfd_indoor")
+    cam = preset.camera
+    assert preset.default_mode == "default" and not preset.width_relative
+    assert preset.camera_for(torch.ones(96, 128)) == cam  # absolute pitch, for 645x432 frames
+    # D3-Net's lens; focus and effective pixel pitch fitted
+    assert (cam.focal_length_m, cam.f_number, cam.sigma_per_coc, cam.coc_model) == (0.015, 2.8, 0.3, "thin_lens")
+    assert cam.focus_m == pytest.approx(1.0 / 0.6, rel=1e-12)
+    assert cam.blur_gain_px_m() == pytest.approx(3.55, rel=1e-9)
+    assert cam.pixel_pitch_m == pytest.approx(6.852e-6, rel=1e-3)
+    assert cam.sigma_px(cam.focus_m) == 0
+    for depth, sigma in ((0.5, 4.97), (1.0, 1.42), (3.0, 0.947), (10.0, 1.775)):
+        assert cam.sigma_px(depth) == pytest.approx(sigma, abs=1e-3)
+    # the existing presets are unchanged
+    assert get_preset("d3net_nyu").camera == D3NET_NYU and get_preset("paper").camera == PAPER

@@ -282,3 +282,37 @@ def test_ddp_two_processes_gloo(tmp_path):
     last = load_checkpoint(runs[0] / "last.pt")
     assert last["step"] == 2 and last["trainer_state"]["global_batch"] == 4
     assert len(last["rng_state"]["ranks"]) == 2
+
+
+def test_init_checkpoint_fine_tunes_from_weights_and_drops_missing_heads(tmp_path):
+    """model.init_checkpoint loads a run's weights; a single-head model takes its head's share."""
+    import torch
+
+    from twohded.checkpoint import model_from_checkpoint
+    from twohded.config import config_from_dict
+    from twohded.errors import InputError
+    from twohded.training.trainer import init_from_checkpoint, train
+
+    base = {
+        "name": "ft",
+        "model": {"name": "2hded", "options": {"decoder_dropout": 0.0}},
+        "data": {"name": "synthetic", "size": 32, "options": {"n": 4, "height": 32, "width": 32}, "val_split": None},
+        "optim": {"name": "adam", "lr": 1e-3},
+        "train": {"epochs": 1, "batch_size": 2, "num_workers": 0, "device": "cpu", "amp": "none"},
+    }
+    first = train(config_from_dict(base, where="test"), run_dir=tmp_path / "a", progress=False)
+    src = model_from_checkpoint(first.last_checkpoint)
+    depth_only = {**base, "model": {"name": "2hded-depth", "options": {"decoder_dropout": 0.0}, "init_checkpoint": str(tmp_path / "a")}}
+    cfg = config_from_dict(depth_only, where="test")
+    from twohded.models import create_model
+
+    model = create_model("2hded-depth", decoder_dropout=0.0)
+    note = init_from_checkpoint(model, tmp_path / "a")
+    assert "tensors loaded" in note
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, src.state_dict()[key]), key
+    wrong = create_model("dncnn") if "dncnn" in __import__("twohded").list_models() else None
+    if wrong is not None:
+        with pytest.raises(InputError):
+            init_from_checkpoint(wrong, tmp_path / "a")
+    assert cfg.model.init_checkpoint == str(tmp_path / "a")

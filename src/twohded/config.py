@@ -64,6 +64,10 @@ class ModelConfig:
     name: str = "2hded"
     #: passed to ``create_model(name, **options)`` (e.g. ``encoder_weights``, ``decoder_dropout``)
     options: dict[str, Any] = field(default_factory=dict)
+    #: fine-tuning: start from this checkpoint's weights (a file or run folder; its EMA weights
+    #: when it has them). Heads the model lacks are dropped; heads the checkpoint lacks keep
+    #: their fresh init. Ignored when resuming (the run's own checkpoint wins).
+    init_checkpoint: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ class DataConfig:
     val_split: Optional[str] = "val"  # None: no validation
     size: Union[int, str, None] = 256  # N, "WIDTHxHEIGHT" or None (native)
     resize: Optional[Literal["resize", "crop", "fit", "none"]] = None
-    defocus: Optional[Literal["real", "render", "deferred"]] = None
+    defocus: Optional[Literal["real", "render", "deferred", "none"]] = None
     preset: Optional[str] = None  # renderer preset: paper | d3net_nyu | syndof
     flip: bool = True  # random horizontal flips (training split only)
     blur_at: Literal["source", "output"] = "source"

@@ -27,6 +27,7 @@ Protocols (docs/evaluation.md):
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -351,6 +352,13 @@ def _region_mask(region: Region, depth: Tensor, border: str | None) -> Tensor | 
     return None
 
 
+def _inference_summary(runner) -> dict[str, Any]:
+    """How the network ran (JSON-friendly): autocast dtype, layout, graphs, compile, notes."""
+    d = runner.describe()
+    keys = ("autocast", "dtype", "channels_last", "fold_bn", "folded_bn", "cuda_graphs_active", "compiled", "notes")
+    return {k: d[k] for k in keys}
+
+
 def _has_target(image: Tensor, target: Tensor) -> bool:
     """False where the dataset has no sharp target (its ``aif`` is the input itself)."""
     return not torch.equal(image, target)
@@ -365,6 +373,8 @@ def evaluate_model(
     batch_size: int = 1,
     device: str | torch.device | None = None,
     fast: bool | None = None,
+    compile: bool = False,
+    settings: Any = None,
     figures: int = 0,
     out_dir: str | os.PathLike | None = None,
     gt: str | Dataset = "auto",
@@ -377,14 +387,21 @@ def evaluate_model(
     Args:
         model: a twohded model (``ModelOutput`` with ``depth`` and/or ``aif``). It is put in
             eval mode for the run and its mode restored afterwards; with ``device`` given it
-            is moved there, else it stays where it is.
+            is moved there, else it stays where it is. A model with ``needs_depth = True``
+            (an oracle baseline, :mod:`twohded.baselines`) is called as
+            ``model(image, depth=...)`` with the batch's ground-truth depth (the renderer's
+            hole-filled depth for rendered items).
         dataset: any twohded dataset (``"deferred"`` items are rendered on ``device``).
         protocol: ``"standard"`` or ``"paper"`` (module docstring).
         dataset_name: ``"nyu"``, ``"make3d"``, ``"dfd"``, ``"synthetic"``, ``"folder"``: picks
             the depth caps and regions of :data:`DEPTH_PROTOCOLS`; default: inferred.
         batch_size, workers: DataLoader settings (items of a batch must share one size).
         device: default: the model's device.
-        fast: bf16 autocast on CUDA (default: on there); ignored on CPU.
+        fast: the fast path of :mod:`twohded.fast` (BatchNorm folding, bf16 autocast,
+            channels-last, CUDA graphs; None: on CUDA, off on the CPU; False: plain fp32).
+            It runs on a prepared copy: the model itself is not changed.
+        compile: ``torch.compile`` the network (with ``fast``).
+        settings: a :class:`~twohded.fast.InferenceSettings` (overrides ``fast`` / ``compile``).
         figures: number of figure panels to write (needs ``out_dir``), evenly spread over
             the dataset.
         out_dir: write ``metrics.json``, ``metrics.md`` and ``figures/`` there.
@@ -396,7 +413,8 @@ def evaluate_model(
         info: extra settings recorded in the result (e.g. ``checkpoint``, ``model_name``).
     """
     from .data import render_batch
-    from .predict import inference_context, resolve_device, use_fast
+    from .fast import InferenceSettings, prepare_inference
+    from .predict import resolve_device
 
     if protocol not in PROTOCOLS:
         raise InputError(f"protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
@@ -450,10 +468,12 @@ def evaluate_model(
     for note in notes:
         log.warning("%s", note)
 
-    dev = resolve_device(device) if device is not None else next(model.parameters()).device
-    fast_on = use_fast(dev, fast)
+    # a parameter-free model (a classical baseline) is placed by its buffers, else on the CPU
+    dev = resolve_device(device) if device is not None else next(itertools.chain(model.parameters(), model.buffers()), torch.zeros(())).device
     if device is not None:
         model.to(dev)
+    if settings is None:
+        settings = InferenceSettings.from_flags(fast, compile)
     ssim_window = "uniform" if protocol == "paper" else "gaussian"
     quantise = protocol == "paper"
     outputs = tuple(getattr(model, "outputs", ("depth", "aif")))
@@ -471,6 +491,8 @@ def evaluate_model(
     per_image: list[dict] = []
     was_training = model.training
     model.eval()
+    runner = prepare_inference(model, dev, settings)
+    fast_on = bool(runner.settings.fast)
     index = 0
     try:
         from tqdm import tqdm
@@ -478,9 +500,10 @@ def evaluate_model(
         for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
             batch = render_batch(batch, device=dev)
             image = batch["image"].float()
-            x = image.contiguous(memory_format=torch.channels_last) if fast_on else image
-            with inference_context(dev, fast_on):
-                out = model(x)
+            if getattr(model, "needs_depth", False):  # e.g. an oracle baseline: it is given the true depth
+                out = runner(image, depth=batch.get("render_depth", batch["depth"]).float())
+            else:
+                out = runner(image)
             pred_depth = out.depth.float() if out.depth is not None else None
             pred_aif = out.aif.float().clamp(0.0, 1.0) if out.aif is not None else None
             for b in range(image.shape[0]):
@@ -544,6 +567,7 @@ def evaluate_model(
         "ssim_window": ssim_window,
         "device": str(dev),
         "fast": fast_on,
+        "inference": _inference_summary(runner),
         "batch_size": batch_size,
         "notes": notes,
     }

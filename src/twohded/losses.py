@@ -12,6 +12,9 @@ Deblurring half (eq. 4-6)::
     L_ssim  = 1 - SSIM(aif_pred, aif_gt)                              (5)
     L_deblur = L_charb + Psi * L_ssim,     Psi = 4                    (6)
 
+plus an optional mean squared error term (``mse``, off by default; not in the paper), the
+L2 loss of the DnCNN / IRCNN baselines: ``L_deblur += mean (aif_pred - aif_gt)^2``.
+
 Total::
 
     L = L_depth + lambda * L_deblur,       lambda = 0.01              (7)
@@ -47,6 +50,7 @@ __all__ = [
     "gradient_loss",
     "charbonnier",
     "ssim_loss",
+    "mse_loss",
 ]
 
 
@@ -93,6 +97,16 @@ def masked_l1(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Te
     """
     pred, target, valid = _prepare_depth(pred, target, mask)
     return _masked_mean((pred - target).abs(), valid)
+
+
+def masked_mse(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    """Mean ``(pred - target)**2`` over valid pixels, metres squared (not in the paper).
+
+    Shapes as :func:`masked_l1`. Minimised by the conditional mean, like the RMSE metric
+    (L1 is minimised by the median).
+    """
+    pred, target, valid = _prepare_depth(pred, target, mask)
+    return _masked_mean((pred - target).square(), valid)
 
 
 def gradient_loss(pred: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Tensor:
@@ -146,6 +160,14 @@ def ssim_loss(
     return 1.0 - value
 
 
+def mse_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error ``mean (pred - target)^2`` (float32), the L2 loss of DnCNN / IRCNN."""
+    if pred.shape != target.shape:
+        raise ValueError(f"AiF prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+    d = pred.float() - target.float()
+    return (d * d).mean()
+
+
 @dataclass(frozen=True)
 class LossConfig:
     """Which terms of eq. (1)-(7) are on, and their weights (defaults: the paper's full loss).
@@ -158,10 +180,12 @@ class LossConfig:
     l1: bool = True  # eq. (1)
     gradient: bool = True  # eq. (2)
     mu: float = 1e-3  # eq. (3)
+    depth_mse: bool = False  # mean squared depth error, m^2 (not in the paper; optimises RMSE)
     deblur: bool = True  # the deblurring half (eq. 6)
     charbonnier: bool = True  # eq. (4)
     ssim: bool = True  # eq. (5)
     psi: float = 4.0  # eq. (6)
+    mse: bool = False  # mean squared error of the AiF image (not in the paper; DnCNN / IRCNN's L2 loss)
     lam: float = 0.01  # eq. (7), lambda
     charbonnier_eps: float = 1e-3
     ssim_data_range: float = 1.0
@@ -181,12 +205,22 @@ class LossConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def uses_depth(self) -> bool:
+        """True if a depth term is on (a depth head gets a loss)."""
+        return self.depth and (self.l1 or self.gradient or self.depth_mse)
+
+    @property
+    def uses_aif(self) -> bool:
+        """True if a deblurring term is on (an all-in-focus head gets a loss)."""
+        return self.deblur and (self.charbonnier or self.ssim or self.mse)
+
 
 class LossOutput(NamedTuple):
     """``total`` (scalar with graph) and ``parts`` (detached scalars for logging).
 
-    ``parts`` keys, present when computed: ``depth_l1``, ``depth_grad``, ``depth``,
-    ``deblur_charbonnier``, ``deblur_ssim`` (1 - SSIM), ``deblur``, ``total``.
+    ``parts`` keys, present when computed: ``depth_l1``, ``depth_grad``, ``depth_mse``, ``depth``,
+    ``deblur_charbonnier``, ``deblur_ssim`` (1 - SSIM), ``deblur_mse``, ``deblur``, ``total``.
     """
 
     total: Tensor
@@ -225,7 +259,7 @@ class HybridLoss(nn.Module):
         total: Optional[Tensor] = None
         pred_depth = getattr(output, "depth", None)
         pred_aif = getattr(output, "aif", None)
-        if c.depth and pred_depth is not None and (c.l1 or c.gradient):
+        if c.uses_depth and pred_depth is not None:
             if depth is None:
                 raise ValueError("HybridLoss: the model predicts depth but no depth ground truth was given")
             l_depth = pred_depth.new_zeros((), dtype=torch.float32)
@@ -235,9 +269,12 @@ class HybridLoss(nn.Module):
             if c.gradient:
                 parts["depth_grad"] = gradient_loss(pred_depth, depth, mask)
                 l_depth = l_depth + c.mu * parts["depth_grad"]
+            if c.depth_mse:
+                parts["depth_mse"] = masked_mse(pred_depth, depth, mask)
+                l_depth = l_depth + parts["depth_mse"]
             parts["depth"] = l_depth
             total = l_depth
-        if c.deblur and pred_aif is not None and (c.charbonnier or c.ssim):
+        if c.uses_aif and pred_aif is not None:
             if aif is None:
                 raise ValueError("HybridLoss: the model predicts an all-in-focus image but no AiF ground truth was given")
             l_deblur = pred_aif.new_zeros((), dtype=torch.float32)
@@ -247,6 +284,9 @@ class HybridLoss(nn.Module):
             if c.ssim:
                 parts["deblur_ssim"] = ssim_loss(pred_aif, aif, c.ssim_data_range, c.ssim_win_size, c.ssim_win_sigma)
                 l_deblur = l_deblur + c.psi * parts["deblur_ssim"]
+            if c.mse:
+                parts["deblur_mse"] = mse_loss(pred_aif, aif)
+                l_deblur = l_deblur + parts["deblur_mse"]
             parts["deblur"] = l_deblur
             total = c.lam * l_deblur if total is None else total + c.lam * l_deblur
         if total is None:

@@ -21,7 +21,7 @@ case ``sigma_px(x) = K * |1/S - 1/x|`` with a constant ``K`` (:meth:`Camera.blur
 pixel-metres): blur is linear in inverse depth, zero at the focus distance and bounded by
 ``K / S`` far away.
 
-Presets (:func:`get_preset`): ``d3net_nyu``, ``paper``, ``syndof``; see ``docs/physics.md``.
+Presets (:func:`get_preset`): ``d3net_nyu``, ``paper``, ``dfd_indoor``, ``syndof``; see ``docs/physics.md``.
 """
 
 from __future__ import annotations
@@ -179,6 +179,34 @@ PAPER = Camera.from_aperture(
 )
 
 
+#: The DFD indoor dataset's camera (Carvalho et al. 2018) as it appears in its 645x432 frames,
+#: fitted to the real photos: ``render_defocus(f/8 photo, depth, DFD_INDOOR)`` (default mode)
+#: best matches the real f/2.8 photo of the same scene. D3-Net's lens (f = 15 mm, f/2.8,
+#: sigma = 0.3 CoC, thin lens) with a fitted focus distance and an effective pixel pitch (the
+#: blur gain K = sigma_per_coc * A * v / pitch, in pixels of the 645x432 frames; the DSLR's
+#: sensor was downscaled to that size, so it is not the sensor's pitch). Fitted by
+#: ``python scripts/fit_dfd_camera.py`` (2026-11-22) on the 70 training scenes of
+#: ``DFDIndoor`` (never the 11 validation scenes): the f/8 photo registered onto the f/2.8
+#: one, per-image colour/vignetting fit, grid search of (S, K) for the best mean PSNR.
+#: sigma_px(x) = 3.55 |0.6 - 1/x|: 4.97 px at 0.5 m, 1.42 at 1 m, 0 at 1.667 m, 0.95 at 3 m,
+#: 1.77 at 10 m. It renders the f/2.8 look better than ``d3net_nyu`` (34.49 vs 33.67 dB on the
+#: training scenes, 37.31 vs 36.06 dB on the validation scenes; docs/physics.md,
+#: docs/results/dfd_camera_fit.md). Note: the sharp input is the f/8 photo, itself slightly
+#: defocused, so this is the blur to *add* to it; the f/2.8 photo's own gain is about K / 0.937.
+DFD_INDOOR_FOCUS_M = 1.0 / 0.6
+DFD_INDOOR_BLUR_GAIN_PX_M = 3.55
+_DFD_V = 0.015 * DFD_INDOOR_FOCUS_M / (DFD_INDOOR_FOCUS_M - 0.015)  # lens-to-sensor distance
+DFD_INDOOR = Camera(
+    focal_length_m=0.015,
+    f_number=2.8,
+    focus_m=DFD_INDOOR_FOCUS_M,
+    pixel_pitch_m=0.3 * (0.015 / 2.8) * _DFD_V / DFD_INDOOR_BLUR_GAIN_PX_M,
+    sigma_per_coc=0.3,
+    coc_model="thin_lens",
+    name="dfd_indoor",
+)
+
+
 @dataclass(frozen=True)
 class SyndofSampler:
     """SYNDOF's random camera (Lee et al., CVPR 2019, ``blur_by_depth.m``).
@@ -270,6 +298,13 @@ PRESETS: dict[str, Preset] = {
         default_mode="default",
         camera=PAPER,
         sensor_width_m=PAPER_SENSOR_WIDTH_M,
+    ),
+    "dfd_indoor": Preset(
+        "dfd_indoor",
+        "DFD indoor DSLR fitted to its real f/2.8 photos (645x432): f=15 mm, f/2.8, focus 1.667 m, "
+        "6.852 um effective pixel, sigma=0.3*CoC (K=3.55 px m); scripts/fit_dfd_camera.py",
+        default_mode="default",
+        camera=DFD_INDOOR,
     ),
     "syndof": Preset(
         "syndof",

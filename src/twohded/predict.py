@@ -24,8 +24,11 @@ Decisions (see docs/evaluation.md):
   overlapping square tiles of ``max_side`` rounded down to a multiple of 32 px, overlapping
   by at least ``overlap`` px (default 128), blended with raised-cosine weights over the
   overlap (weight 1 elsewhere and at the image border), so there are no seams;
-* the fast path (default on CUDA; ``fast=False`` to disable): bf16 autocast and
-  channels-last memory format; ``compile=True`` adds ``torch.compile``. On CPU: plain fp32.
+* the fast path (:mod:`twohded.fast`; default on CUDA, ``fast=False`` to disable): BatchNorm
+  folded into the convolutions, bf16 autocast with bf16 convolution weights, channels-last
+  tensors and CUDA graphs per input shape; ``compile=True`` adds ``torch.compile``. On the CPU:
+  plain fp32 (``fast=True`` there folds the BatchNorms, still fp32). ``settings=``
+  (:class:`~twohded.fast.InferenceSettings`) chooses each part.
 """
 
 from __future__ import annotations
@@ -35,13 +38,16 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .fast import FastModel, InferenceSettings
 
 __all__ = [
     "DEFAULT_MAX_SIDE",
@@ -98,12 +104,13 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def use_fast(device: torch.device, fast: bool | None) -> bool:
-    """The fast path is on by default on CUDA and never used elsewhere."""
+    """The bf16 fast path is on by default on CUDA and never used elsewhere."""
     return device.type == "cuda" and (fast is None or bool(fast))
 
 
 def inference_context(device: torch.device, fast: bool):
-    """``torch.inference_mode`` plus, on the fast path, bf16 autocast."""
+    """``torch.inference_mode`` plus, on the fast path, bf16 autocast (kept for compatibility;
+    prediction and evaluation use :func:`twohded.fast.prepare_inference`)."""
     stack = contextlib.ExitStack()
     stack.enter_context(torch.inference_mode())
     if fast and device.type == "cuda":
@@ -113,7 +120,8 @@ def inference_context(device: torch.device, fast: bool):
 
 
 def prepare_model(model: nn.Module, device: torch.device, fast: bool, compile: bool = False) -> nn.Module:
-    """Move ``model`` to ``device`` in eval mode; channels-last on the fast path; optional compile."""
+    """Move ``model`` to ``device`` in eval mode; channels-last on the fast path; optional compile
+    (kept for compatibility; see :func:`twohded.fast.prepare_inference`)."""
     model = model.to(device).eval()
     if fast:
         model = model.to(memory_format=torch.channels_last)
@@ -394,8 +402,11 @@ class Predictor:
     Args:
         model: a twohded model (``model(x) -> ModelOutput``).
         device: ``None``/``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda:1"``, ...
-        fast: bf16 autocast + channels-last on CUDA (default: on there); ignored on CPU.
-        compile: wrap the model in ``torch.compile``.
+        fast: the fast path of :mod:`twohded.fast` (None: on CUDA, off on the CPU; True on the
+            CPU folds the BatchNorms only, in fp32; False: plain fp32 eager).
+        compile: ``torch.compile`` the model (with ``fast``).
+        settings: full control (:class:`~twohded.fast.InferenceSettings`); overrides ``fast``
+            and ``compile``.
         max_side: images with a longer side are processed in tiles of this size.
         overlap: minimum overlap of neighbouring tiles (pixels).
         batch_size: tiles (or same-size images in :meth:`predict_many`) per forward pass.
@@ -409,6 +420,7 @@ class Predictor:
     overlap: int = DEFAULT_OVERLAP
     batch_size: int = 4
     info: dict = field(default_factory=dict)
+    settings: InferenceSettings | None = None
 
     def __post_init__(self) -> None:
         if self.max_side < 2 * MIN_SIDE:
@@ -417,24 +429,32 @@ class Predictor:
             raise InputError(f"overlap must be >= 0, got {self.overlap}")
         if self.batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {self.batch_size}")
+        from .fast import InferenceSettings, prepare_inference
+
         self.device = resolve_device(self.device)
-        self.fast = use_fast(self.device, self.fast)
+        if self.settings is None:
+            self.settings = InferenceSettings.from_flags(self.fast, self.compile)
         base = self.model
         self._outputs = tuple(getattr(base, "outputs", ("depth", "aif")))
-        self.model = prepare_model(base, self.device, self.fast, self.compile)
+        self._runner = prepare_inference(base, self.device, self.settings)
+        self.settings = self._runner.settings
+        self.fast = bool(self.settings.fast)
+        self.compile = bool(self.settings.compile)
+        self.model = self._runner.model
 
     @property
     def outputs(self) -> tuple[str, ...]:
         """What the model predicts: ``("depth", "aif")``, ``("depth",)`` or ``("aif",)``."""
         return self._outputs
 
+    @property
+    def runner(self) -> FastModel:
+        """The :class:`~twohded.fast.FastModel` that runs the network (``describe()`` says how)."""
+        return self._runner
+
     def _forward(self, x: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """``(B, 3, H, W)`` CPU float -> ``(depth (B, 1, H, W), aif (B, 3, H, W))`` float32 CPU."""
-        x = x.to(self.device, non_blocking=True)
-        if self.fast:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with inference_context(self.device, self.fast):
-            out = self.model(x)
+        out = self._runner(x)
         depth = out.depth.float().cpu() if out.depth is not None else None
         aif = out.aif.float().clamp(0.0, 1.0).cpu() if out.aif is not None else None
         return depth, aif
@@ -524,13 +544,14 @@ def load_model(
     max_side: int = DEFAULT_MAX_SIDE,
     overlap: int = DEFAULT_OVERLAP,
     batch_size: int = 4,
+    settings: InferenceSettings | None = None,
 ) -> Predictor:
     """Load a checkpoint (file, or run folder with best.pt / last.pt) as a :class:`Predictor`.
 
     Args:
         checkpoint: path or loaded checkpoint dict (see :mod:`twohded.checkpoint`).
         model: refuse a checkpoint of another variant (e.g. ``"2hded"``).
-        device, fast, compile, max_side, overlap, batch_size: see :class:`Predictor`.
+        device, fast, compile, max_side, overlap, batch_size, settings: see :class:`Predictor`.
         use_ema: use the EMA weights when the checkpoint has them.
 
     Raises:
@@ -543,5 +564,5 @@ def load_model(
     info = {"checkpoint": state.get("path"), "model_name": state["model_name"], "step": state.get("step")}
     return Predictor(
         net, device=device, fast=fast, compile=compile, max_side=max_side, overlap=overlap,
-        batch_size=batch_size, info=info,
+        batch_size=batch_size, info=info, settings=settings,
     )

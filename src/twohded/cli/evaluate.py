@@ -55,11 +55,22 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader processes (default 0)")
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
-    p.add_argument("--no-fast", action="store_true", help="plain fp32 on the GPU (no bf16 autocast / channels-last)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    add_fast_arguments(p)
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the checkpoint has EMA weights")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def add_fast_arguments(p) -> None:
+    """``--fast/--no-fast``, ``--compile``, ``--compile-mode`` (shared with ``twohded predict``)."""
+    from ..fast import COMPILE_MODES
+
+    p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
+                   help="the fast path: BatchNorm folding, bf16 autocast, channels-last, CUDA graphs "
+                   "(default: on for CUDA GPUs, off on the CPU; --no-fast: plain fp32; docs/speed.md)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (minutes of compilation per input size)")
+    p.add_argument("--compile-mode", choices=COMPILE_MODES, default=None,
+                   help="torch.compile mode (implies --compile; default: torch's default)")
 
 
 def parse_options(pairs: list[str]) -> dict:
@@ -129,7 +140,8 @@ def check_out_dir(out: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_checkpoint, model_from_checkpoint
     from ..evaluate import evaluate_model
-    from ..predict import prepare_model, resolve_device, use_fast
+    from ..fast import InferenceSettings
+    from ..predict import resolve_device
 
     for name in ("batch_size",):
         if getattr(args, name) < 1:
@@ -146,11 +158,7 @@ def run(args: argparse.Namespace) -> int:
     model = model_from_checkpoint(state, expect_name=args.model, use_ema=not args.no_ema)
     dataset = build_eval_dataset(args)
     check_out_dir(out)
-    fast = use_fast(device, not args.no_fast)
-    outputs = model.outputs
-    model = prepare_model(model, device, fast, compile=args.compile)
-    if not hasattr(model, "outputs"):
-        model.outputs = outputs  # a compiled wrapper
+    settings = InferenceSettings.from_flags(args.fast, args.compile or args.compile_mode is not None, args.compile_mode)
     info = {
         "checkpoint": state.get("path"),
         "model_name": state["model_name"],
@@ -161,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     }
     result = evaluate_model(
         model, dataset, protocol=args.protocol, dataset_name=None if args.data == "cache" else args.data,
-        batch_size=args.batch_size, device=device, fast=fast, figures=args.figures, out_dir=out,
+        batch_size=args.batch_size, device=device, settings=settings, figures=args.figures, out_dir=out,
         gt=args.gt, workers=args.workers, progress=not args.no_progress, info=info,
     )
     print(result.to_markdown())

@@ -18,6 +18,7 @@ from ..errors import InputError
 
 def add_parser(sub) -> None:
     from ..predict import DEFAULT_MAX_SIDE, DEFAULT_OVERLAP, MIN_SIDE
+    from .evaluate import add_fast_arguments
 
     p = sub.add_parser(
         "predict",
@@ -32,8 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--model", default=None, help="refuse a checkpoint of another model variant (e.g. 2hded)")
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
-    p.add_argument("--no-fast", action="store_true", help="plain fp32 on the GPU (no bf16 autocast / channels-last)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    add_fast_arguments(p)
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the checkpoint has EMA weights")
     p.add_argument("--batch-size", type=int, default=4, help="images (same size) or tiles per forward pass (default 4)")
     p.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE,
@@ -85,6 +85,7 @@ def check_inputs(files: list[Path]) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ..fast import InferenceSettings
     from ..predict import load_model, output_paths
     from .evaluate import check_out_dir
 
@@ -100,8 +101,9 @@ def run(args: argparse.Namespace) -> int:
         stems[f.stem] = f
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"{args.out}: output path exists and is not a folder")
+    settings = InferenceSettings.from_flags(args.fast, args.compile or args.compile_mode is not None, args.compile_mode)
     predictor = load_model(
-        args.checkpoint, model=args.model, device=args.device, fast=not args.no_fast, compile=args.compile,
+        args.checkpoint, model=args.model, device=args.device, settings=settings,
         use_ema=not args.no_ema, max_side=args.max_side, overlap=args.overlap, batch_size=args.batch_size,
     )
     if not args.overwrite:

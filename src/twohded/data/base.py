@@ -169,6 +169,8 @@ class DefocusDataset(Dataset):
             item["image"], _ = _defocus.render_sample(
                 aif, filled, self.preset, render_seed, sample["pixel_scale"], self.blur_at, self.render_mode
             )
+        elif self.defocus == "none":  # the all-in-focus image itself is the input
+            item["image"] = aif.clone()
         else:  # deferred
             item["image"] = aif
             item["render_depth"] = _defocus.filled_depth(depth, source)

@@ -33,7 +33,7 @@ import torch
 from ..errors import InputError
 from ..io import fill_invalid_depth
 
-DEFOCUS_MODES = ("real", "render", "deferred")
+DEFOCUS_MODES = ("real", "render", "deferred", "none")
 BLUR_AT = ("source", "output")
 
 

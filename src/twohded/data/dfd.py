@@ -120,19 +120,22 @@ class DFDIndoor(DefocusDataset):
         root: the ``dfd_indoor`` folder holding ``dfd_dataset_indoor_N2_8`` and ``_N8``.
         split: ``"train"``, ``"val"``, ``"trainval"`` or ``"test"`` (see module docstring).
         defocus: ``"real"`` (default: the f/2.8 photo), ``"render"`` or ``"deferred"`` (render
-            from the f/8 photo and the depth).
+            from the f/8 photo and the depth), or ``"none"`` (the f/8 photo itself as the input:
+            does defocus help depth?).
         tolerance_s: largest RGB/depth timestamp difference accepted as one scene.
         **common: see :class:`~twohded.data.base.DefocusDataset`. Real defocus is only
             cropped and flipped; resizing it needs ``allow_real_resize=True``.
     """
 
-    defocus_modes = ("real", "render", "deferred")
+    defocus_modes = ("real", "render", "deferred", "none")
 
     def __init__(self, root, split: str = "train", *, defocus: str = "real", tolerance_s: float = 0.5, **common) -> None:
-        if defocus != "real":
+        if defocus in ("render", "deferred"):
             common.setdefault("preset", "d3net_nyu")
         else:
             common.setdefault("resize", "crop")  # real defocus: crop, never resample
+        if defocus == "none":
+            common.setdefault("resize", "crop")  # the f/8 photo keeps its own (small) blur
         super().__init__(split, defocus=defocus, **common)
         root = Path(root)
         if not root.is_dir():

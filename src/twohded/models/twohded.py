@@ -14,6 +14,8 @@ AiF head (24,213,696): the paper's Table III ablation. See docs/architecture.md.
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -76,6 +78,9 @@ class TwoHDEDNet(nn.Module):
             starts as the identity for deblurring (a zero-initialised residual branch). The
             authors' code draws it from N(0, 0.02) like every other layer (``False``); with
             that init the first hundreds of steps are spent undoing a random residual.
+        depth_bias_m: if set, the depth head gets a learnable bias initialised to this value
+            (metres, e.g. the training set's mean depth), so that the network starts as the
+            mean-depth predictor. ``None`` (default) is the authors' bias-free head.
 
     ``forward(image)``: ``(B, 3, H, W)`` in ``[0, 1]``, any ``H, W`` (reflect-padded to a
     multiple of 32 and cropped back) -> :class:`ModelOutput`.
@@ -92,6 +97,7 @@ class TwoHDEDNet(nn.Module):
         input_norm: str = "symmetric",
         clamp_aif: bool = True,
         aif_zero_init: bool = True,
+        depth_bias_m: float | None = None,
     ) -> None:
         super().__init__()
         heads = tuple(heads)
@@ -109,7 +115,8 @@ class TwoHDEDNet(nn.Module):
             if head in heads:
                 dec = UNetDecoder(self.encoder.out_channels, (512, 256, 128, 64, 64), dropout=decoder_dropout)
                 self.add_module(f"{head}_decoder", dec)
-                self.add_module(f"{head}_head", nn.Conv2d(dec.out_channels, _HEAD_CHANNELS[head], 3, padding=1, bias=False))
+                bias = head == "depth" and depth_bias_m is not None
+                self.add_module(f"{head}_head", nn.Conv2d(dec.out_channels, _HEAD_CHANNELS[head], 3, padding=1, bias=bias))
             else:
                 self.add_module(f"{head}_decoder", None)
                 self.add_module(f"{head}_head", None)
@@ -118,6 +125,10 @@ class TwoHDEDNet(nn.Module):
         init_weights(self)
         if aif_zero_init and self.aif_head is not None:
             nn.init.zeros_(self.aif_head.weight)
+        if depth_bias_m is not None and self.depth_head is not None:
+            if not (math.isfinite(float(depth_bias_m)) and float(depth_bias_m) > 0):
+                raise InputError(f"depth_bias_m: expected a positive depth in metres, got {depth_bias_m}")
+            nn.init.constant_(self.depth_head.bias, float(depth_bias_m))
         if encoder_weights is not None:
             load_encoder_weights(self.encoder, encoder_weights)
 

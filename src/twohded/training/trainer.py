@@ -192,12 +192,12 @@ def build_datasets(cfg: ExperimentConfig):
 
 def _check_loss_fits(cfg: ExperimentConfig, outputs: tuple[str, ...]) -> None:
     c = cfg.loss
-    depth = "depth" in outputs and c.depth and (c.l1 or c.gradient)
-    aif = "aif" in outputs and c.deblur and (c.charbonnier or c.ssim)
+    depth = "depth" in outputs and c.uses_depth
+    aif = "aif" in outputs and c.uses_aif
     if not (depth or aif):
         raise InputError(
             f"loss: no enabled term applies to model {cfg.model.name!r} (outputs {', '.join(outputs)}); "
-            "switch on loss.depth/l1/gradient or loss.deblur/charbonnier/ssim"
+            "switch on loss.depth/l1/gradient or loss.deblur/charbonnier/ssim/mse"
         )
 
 
@@ -238,6 +238,29 @@ def _check_writable(path: Path, create: bool) -> None:
         probe.unlink()
     except OSError as exc:
         raise InputError(f"{path}: cannot write the run folder: {exc.strerror or exc}") from None
+
+
+def init_from_checkpoint(model: nn.Module, path: str | os.PathLike) -> str:
+    """Load a checkpoint's weights into ``model`` for fine-tuning; returns a one-line summary.
+
+    Uses the EMA weights when the checkpoint has them. Keys of modules ``model`` lacks (e.g. a
+    dropped head) are skipped; keys ``model`` has but the checkpoint lacks keep their init;
+    a shape mismatch is an :class:`InputError` naming the file and the key.
+    """
+    from ..checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
+    weights = state.get("ema_state") or state["model_state"]
+    own = model.state_dict()
+    for key, value in weights.items():
+        if key in own and tuple(own[key].shape) != tuple(value.shape):
+            raise InputError(f"{state['path']}: {key} has shape {tuple(value.shape)}, model {tuple(own[key].shape)}")
+    shared = {k: v for k, v in weights.items() if k in own}
+    if not shared:
+        raise InputError(f"{state['path']}: no weight of this checkpoint ({state['model_name']}) fits the model")
+    model.load_state_dict(shared, strict=False)
+    fresh = len(own) - len(shared)
+    return f"initialised from {state['path']} ({state['model_name']}): {len(shared)} tensors loaded, {fresh} kept fresh"
 
 
 def _strip_load_only(options: dict[str, Any]) -> dict[str, Any]:
@@ -367,6 +390,8 @@ class _Trainer:
         if self.ckpt is not None:
             options = _strip_load_only(options)
         self.model: nn.Module = create_model(cfg.model.name, **options)
+        if self.ckpt is None and cfg.model.init_checkpoint:
+            self.init_note = init_from_checkpoint(self.model, cfg.model.init_checkpoint)
         self.outputs = tuple(getattr(self.model, "outputs", ("depth", "aif")))
         _check_loss_fits(cfg, self.outputs)
         self.best_name = _best_metric(cfg, self.outputs) if self.val_ds is not None else None
@@ -390,8 +415,7 @@ class _Trainer:
         if info.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            loss_uses = {"depth": cfg.loss.depth and (cfg.loss.l1 or cfg.loss.gradient),
-                         "aif": cfg.loss.deblur and (cfg.loss.charbonnier or cfg.loss.ssim)}
+            loss_uses = {"depth": cfg.loss.uses_depth, "aif": cfg.loss.uses_aif}
             unused = any(not loss_uses[o] for o in self.outputs)
             forward_model = DDP(
                 self.model,
@@ -637,6 +661,7 @@ class _Trainer:
             f"  {info.world_size} process(es) x batch {t.batch_size} = global batch {gb}, {self.steps_per_epoch} steps/epoch, "
             f"{t.epochs} epochs" + (f", stop at step {self.stop_step}" if t.max_steps else "")
             + (f"; from step {self.step} (epoch {self.epoch + 1}, batch {self.step_in_epoch})" if resumed else "")
+            + (f"\n  {self.init_note}" if getattr(self, "init_note", None) and not resumed else "")
         )
         if resumed and self.rng_to_restore is not None:
             _set_rng_state(self.rng_to_restore, self.device)
