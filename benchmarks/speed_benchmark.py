@@ -77,10 +77,13 @@ try:  # a checkout without ``pip install -e .``: use its src/
     import twohded  # noqa: F401
 except ImportError:
     sys.path.insert(0, str(ROOT / "src"))
-SECTIONS = ("matmul", "flops", "inference", "train", "epoch", "render")
+SECTIONS = ("matmul", "flops", "inference", "train", "epoch", "render", "profile")
+#: sections run when --sections is not given (profile is on request: it slows nothing else
+#: but prints a long table)
+DEFAULT_SECTIONS = ("matmul", "flops", "inference", "train", "epoch", "render")
 #: the order they run in: the slow torch.compile variants of training come last, so that the
 #: time budget (--budget-s) cuts those first
-RUN_ORDER = ("matmul", "flops", "render", "inference", "epoch", "train")
+RUN_ORDER = ("matmul", "flops", "render", "inference", "epoch", "train", "profile")
 SCHEDULE_EPOCHS = 500
 #: --quick: sizes that a 2-core CPU runs in seconds
 QUICK_SHAPES = "32x32x1,32x64x2"
@@ -172,6 +175,39 @@ class Timer:
 # ---------------------------------------------------------------------------------------
 
 TINY_MODEL = "2hded-tiny-speedtest"
+
+
+def kernel_class(name: str) -> str:
+    """A coarse class of a profiler event or kernel name (for the profile section)."""
+    n = name.lower()
+    if any(k in n for k in ("conv", "gemm", "matmul", "mm_", "sm90", "cutlass", "xmma", "wgrad", "dgrad", "implicit")):
+        return "convolution / matmul"
+    if any(k in n for k in ("cat", "copy", "memcpy", "contiguous", "transpose", "nchw", "nhwc")):
+        return "concatenation / copies"
+    if any(k in n for k in ("norm", "relu", "elementwise", "add", "mul", "clamp", "pool", "reduce", "vectorized")):
+        return "normalisation / element-wise / pooling"
+    return "other"
+
+
+def kernel_rows(events, cuda: bool, calls: int) -> list[dict[str, Any]]:
+    """Profiler key averages -> rows sorted by time: device kernels on CUDA, top-level aten ops on the CPU."""
+    rows = []
+    for e in events:
+        if cuda:
+            us = getattr(e, "self_device_time_total", None)
+            if us is None:
+                us = getattr(e, "self_cuda_time_total", 0.0)
+            if not us or getattr(e, "device_type", None) is None or "cuda" not in str(e.device_type).lower():
+                continue
+        else:
+            if not e.key.startswith("aten::"):
+                continue
+            us = e.self_cpu_time_total
+            if not us:
+                continue
+        rows.append({"name": e.key, "class": kernel_class(e.key), "ms_per_call": us / 1e3 / calls,
+                     "count_per_call": e.count / calls})
+    return sorted(rows, key=lambda r: -r["ms_per_call"])
 
 
 def tiny_twohded(**options):
@@ -438,6 +474,56 @@ class Benchmark:
             dist.barrier()
             dist.destroy_process_group()
         return 0
+
+    # profile --------------------------------------------------------------------------------
+    def section_profile(self) -> None:
+        """Where the fast path's inference time goes: torch.profiler over a few eager fast-path
+        calls (no CUDA graphs, so that every kernel is seen) at the largest inference shape.
+
+        Prints the kernels grouped into classes (convolution / matmul, normalisation and
+        element-wise, concatenation and copies, other), the kernel launches per call, and the
+        top kernels by device time (CPU time on a CPU).
+        """
+        from torch.profiler import ProfilerActivity, profile
+
+        from twohded.fast import InferenceSettings, prepare_inference
+
+        self.set_backend_flags()
+        h, w, b = max(self.inference_shapes(), key=lambda s: s[0] * s[1] * s[2])
+        model = self.new_model().to(self.device).eval()
+        runner = prepare_inference(model, self.device, InferenceSettings(cuda_graphs=False))
+        aif, depth = scene_tensors(b, h, w)
+        x = aif.to(self.device)
+        for _ in range(1 if self.q else 3):  # warm-up (cuDNN algorithm choice)
+            runner(x)
+        self.timer.sync()
+        calls = 1 if self.q else 5
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
+        with profile(activities=activities) as prof:
+            for _ in range(calls):
+                runner(x)
+            self.timer.sync()
+        rows = kernel_rows(prof.key_averages(), cuda=self.cuda, calls=calls)
+        classes: dict[str, float] = {}
+        for r in rows:
+            classes[r["class"]] = classes.get(r["class"], 0.0) + r["ms_per_call"]
+        total = sum(classes.values()) or float("nan")
+        launches = sum(r["count_per_call"] for r in rows)
+        self.results["sections"]["profile"] = {
+            "shape": [h, w, b], "calls": calls, "device_time": self.cuda, "classes_ms_per_call": classes,
+            "launches_per_call": launches, "top": rows[:25],
+        }
+        clock = "device" if self.cuda else "CPU"
+        self.say(f"fast path, eager, {shape_name((h, w, b))}: {total:.2f} ms of {clock} time per call in "
+                 f"{launches:.0f} kernel launches / ops per call")
+        self.say("| class | ms / call | share |")
+        self.say("|---|---|---|")
+        for name, ms in sorted(classes.items(), key=lambda kv: -kv[1]):
+            self.say(f"| {name} | {ms:.3f} | {100 * ms / total:.1f} % |")
+        self.say("\n| kernel (top 15) | class | ms / call | calls / call |")
+        self.say("|---|---|---|---|")
+        for r in rows[:15]:
+            self.say(f"| `{r['name'][:70]}` | {r['class']} | {r['ms_per_call']:.3f} | {r['count_per_call']:.0f} |")
 
     # matmul ---------------------------------------------------------------------------------
     def section_matmul(self) -> None:
@@ -1092,7 +1178,8 @@ class Benchmark:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, type=Path, help="folder for speed_benchmark.json")
-    p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
+                   help=f"comma-separated subset of {','.join(SECTIONS)} (default: all but profile)")
     p.add_argument("--train-only", action="store_true", help="only the train and epoch sections (for torchrun)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats: a smoke test that runs in seconds on a CPU")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is present")

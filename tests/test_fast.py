@@ -309,3 +309,14 @@ def test_speed_benchmark_records_a_failing_variant_and_goes_on(tmp_path, monkeyp
     rows = result["sections"]["inference"]["rows"]
     assert any(r.get("error", "").startswith("RuntimeError: simulated") for r in rows)
     assert sum("images_per_s" in r for r in rows) == 6  # the other three variants x two shapes
+
+
+def test_speed_benchmark_profile_section_classifies_the_time(tmp_path):
+    bench = _benchmark_module()
+    assert bench.main(["--quick", "--cpu", "--sections", "profile", "--out", str(tmp_path)]) == 0
+    prof = json.loads((tmp_path / "speed_benchmark.json").read_text())["sections"]["profile"]
+    assert prof["launches_per_call"] > 10 and prof["top"]
+    assert max(prof["classes_ms_per_call"], key=prof["classes_ms_per_call"].get) == "convolution / matmul"
+    assert bench.kernel_class("sm90_xmma_fprop_implicit_gemm_bf16") == "convolution / matmul"
+    assert bench.kernel_class("CatArrayBatchedCopy_contig") == "concatenation / copies"
+    assert bench.kernel_class("vectorized_elementwise_kernel<clamp_min>") == "normalisation / element-wise / pooling"
