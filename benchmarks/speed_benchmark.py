@@ -1,6 +1,6 @@
 """Speed of 2HDED:NET: the straightforward fp32 path against the project's fast paths, in one run.
 
-Usage (one GPU; the run is budgeted to stay under 7 minutes, see ``--budget-s``)::
+Usage (one GPU; the run is budgeted to stay under 9 minutes, see ``--budget-s``)::
 
     python benchmarks/speed_benchmark.py --out benchmarks/results/speed_h100
     python benchmarks/speed_benchmark.py --out DIR --skip-compile          # no torch.compile variants
@@ -27,7 +27,7 @@ render, inference, epoch, train, so that the time budget cuts the training compi
 ``train``
     training images/s at 256x256: the paper's setting (fp32 eager, SGD momentum 0.9, batch 4,
     the hybrid loss) against bf16 autocast + channels-last + fused SGD at batch 4 and at a
-    large batch (``--train-large-batch``, default 32), and with ``torch.compile``; projected wall
+    large batch (``--train-large-batch``, default 64), with a CUDA-graph step, and compiled; projected wall
     time of the paper's schedule (500 epochs x 795 images) at each throughput (model only: the
     batches are already on the GPU). Under torchrun: each variant also wrapped in DDP, with
     per-process and global images/s and the scaling over one process.
@@ -35,8 +35,11 @@ render, inference, epoch, train, so that the time budget cuts the training compi
     the wall time of full epochs of the NYU-sized workload through the project's real training
     loop (``twohded.training.train``): 795 synthetic 256x256 scenes written beforehand as an
     RGB-D folder (generation time reported separately), read by DataLoader workers, defocus
-    rendered on the GPU inside the loop (``defocus: deferred``, ``paper`` camera, flips), the
-    paper's setting and the fast setting. Two epochs each; the second is the one reported.
+    rendered on the GPU inside the loop (``defocus: deferred``, ``paper`` camera, flips): the
+    paper's setting, the fast setting, and the fastest (``train.preload``: the split rendered
+    once and held on the GPU; ``train.cuda_graphs``: a captured step). Two epochs each; the
+    projection is the whole two-epoch call (set-up, preloading, first epoch) plus 498 epochs at
+    the second epoch's rate.
 ``render``
     ``twohded.render_defocus`` images/s on GPU batches (``paper`` camera, as in training) and
     ``render_batch`` (what the training loop calls).
@@ -180,6 +183,8 @@ TINY_MODEL = "2hded-tiny-speedtest"
 def kernel_class(name: str) -> str:
     """A coarse class of a profiler event or kernel name (for the profile section)."""
     n = name.lower()
+    if n.startswith("triton_"):  # inductor's generated kernels: fused element-wise / reductions (named after the ops fused)
+        return "fused element-wise (Triton)"
     if any(k in n for k in ("conv", "gemm", "matmul", "mm_", "sm90", "cutlass", "xmma", "wgrad", "dgrad", "implicit")):
         return "convolution / matmul"
     if any(k in n for k in ("cat", "copy", "memcpy", "contiguous", "transpose", "nchw", "nhwc")):
@@ -477,12 +482,13 @@ class Benchmark:
 
     # profile --------------------------------------------------------------------------------
     def section_profile(self) -> None:
-        """Where the fast path's inference time goes: torch.profiler over a few eager fast-path
-        calls (no CUDA graphs, so that every kernel is seen) at the largest inference shape.
+        """Where the fast path's inference time goes: torch.profiler over a few calls without CUDA
+        graphs (so that every kernel is seen), eager and compiled, at the largest inference shape
+        and at batch 1 of that size.
 
-        Prints the kernels grouped into classes (convolution / matmul, normalisation and
-        element-wise, concatenation and copies, other), the kernel launches per call, and the
-        top kernels by device time (CPU time on a CPU).
+        Prints, per (variant, shape), the device time per call grouped into classes (convolution /
+        matmul, normalisation and element-wise, concatenation and copies, other), the kernel
+        launches per call, and the top kernels by device time (CPU time on a CPU).
         """
         from torch.profiler import ProfilerActivity, profile
 
@@ -490,40 +496,55 @@ class Benchmark:
 
         self.set_backend_flags()
         h, w, b = max(self.inference_shapes(), key=lambda s: s[0] * s[1] * s[2])
+        shapes = [(h, w, b)] + ([(h, w, 1)] if b > 1 else [])
+        variants = [("fast path, eager", InferenceSettings(cuda_graphs=False))]
+        if self.cuda and not self.args.skip_compile and not self.q:
+            variants.append(("fast path + compile[default]", InferenceSettings(cuda_graphs=False, compile=True)))
+        out = self.results["sections"]["profile"] = {"runs": []}
         model = self.new_model().to(self.device).eval()
-        runner = prepare_inference(model, self.device, InferenceSettings(cuda_graphs=False))
-        aif, depth = scene_tensors(b, h, w)
-        x = aif.to(self.device)
-        for _ in range(1 if self.q else 3):  # warm-up (cuDNN algorithm choice)
-            runner(x)
-        self.timer.sync()
-        calls = 1 if self.q else 5
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
-        with profile(activities=activities) as prof:
-            for _ in range(calls):
-                runner(x)
-            self.timer.sync()
-        rows = kernel_rows(prof.key_averages(), cuda=self.cuda, calls=calls)
-        classes: dict[str, float] = {}
-        for r in rows:
-            classes[r["class"]] = classes.get(r["class"], 0.0) + r["ms_per_call"]
-        total = sum(classes.values()) or float("nan")
-        launches = sum(r["count_per_call"] for r in rows)
-        self.results["sections"]["profile"] = {
-            "shape": [h, w, b], "calls": calls, "device_time": self.cuda, "classes_ms_per_call": classes,
-            "launches_per_call": launches, "top": rows[:25],
-        }
-        clock = "device" if self.cuda else "CPU"
-        self.say(f"fast path, eager, {shape_name((h, w, b))}: {total:.2f} ms of {clock} time per call in "
-                 f"{launches:.0f} kernel launches / ops per call")
-        self.say("| class | ms / call | share |")
-        self.say("|---|---|---|")
-        for name, ms in sorted(classes.items(), key=lambda kv: -kv[1]):
-            self.say(f"| {name} | {ms:.3f} | {100 * ms / total:.1f} % |")
-        self.say("\n| kernel (top 15) | class | ms / call | calls / call |")
-        self.say("|---|---|---|---|")
-        for r in rows[:15]:
-            self.say(f"| `{r['name'][:70]}` | {r['class']} | {r['ms_per_call']:.3f} | {r['count_per_call']:.0f} |")
+        for label, settings in variants:
+            runner = prepare_inference(model, self.device, settings)
+            for shape in shapes:
+                if settings.compile and self.out_of_time():
+                    self.say(f"{label}, {shape_name(shape)}: skipped (time budget)")
+                    continue
+                sh, sw, sb = shape
+                aif, _ = scene_tensors(sb, sh, sw)
+                x = aif.to(self.device)
+                for _ in range(1 if self.q else 3):  # warm-up (cuDNN algorithm choice, compilation)
+                    runner(x)
+                self.timer.sync()
+                calls = 1 if self.q else 5
+                activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
+                with profile(activities=activities) as prof:
+                    for _ in range(calls):
+                        runner(x)
+                    self.timer.sync()
+                rows = kernel_rows(prof.key_averages(), cuda=self.cuda, calls=calls)
+                classes: dict[str, float] = {}
+                for r in rows:
+                    classes[r["class"]] = classes.get(r["class"], 0.0) + r["ms_per_call"]
+                total = sum(classes.values()) or float("nan")
+                launches = sum(r["count_per_call"] for r in rows)
+                out["runs"].append({"variant": label, "shape": list(shape), "calls": calls, "device_time": self.cuda,
+                                    "total_ms_per_call": total, "classes_ms_per_call": classes,
+                                    "launches_per_call": launches, "top": rows[:25]})
+                clock = "device" if self.cuda else "CPU"
+                self.say(f"\n{label}, {shape_name(shape)}: {total:.2f} ms of {clock} time per call in "
+                         f"{launches:.0f} kernel launches / ops per call ({1e3 * total / max(launches, 1):.1f} us each)")
+                self.say("| class | ms / call | share |")
+                self.say("|---|---|---|")
+                for name, ms in sorted(classes.items(), key=lambda kv: -kv[1]):
+                    self.say(f"| {name} | {ms:.3f} | {100 * ms / total:.1f} % |")
+                self.say("\n| kernel (top 12) | class | ms / call | calls / call |")
+                self.say("|---|---|---|---|")
+                for r in rows[:12]:
+                    self.say(f"| `{r['name'][:70]}` | {r['class']} | {r['ms_per_call']:.3f} | {r['count_per_call']:.0f} |")
+            runner = None
+            if settings.compile:
+                import torch._dynamo as dynamo
+
+                dynamo.reset()
 
     # matmul ---------------------------------------------------------------------------------
     def section_matmul(self) -> None:
@@ -604,8 +625,11 @@ class Benchmark:
         v: list[tuple[str, Any, Any]] = [
             ("fp32 eager (baseline)", None, None),
             ("bf16 autocast + channels-last", InferenceSettings(autocast=True, channels_last=True, fold_bn=False,
-                                                              cast_weights=False, cuda_graphs=False), None),
+                                                              cast_weights=False, cuda_graphs=False, gemm_heads=False,
+                                                              fuse_relu=False), None),
             ("fast path, eager", InferenceSettings(autocast=True, channels_last=True, cuda_graphs=False), None),
+            ("fast path + CUDA graphs, fp32 conv heads, unfused ReLU", InferenceSettings(
+                autocast=True, channels_last=True, gemm_heads=False, fuse_relu=False), None),
             ("fast path + CUDA graphs (default)", InferenceSettings(autocast=True, channels_last=True), None),
         ]
         if not a.skip_compile and not self.q:
@@ -616,6 +640,10 @@ class Benchmark:
                 label = f"fast path + compile[{mode}]" + (" + CUDA graphs" if graphs else "")
                 v.append((label, InferenceSettings(autocast=True, channels_last=True, compile=True,
                                                    compile_mode=None if mode == "default" else mode), shapes))
+                if a.compile_fuse_relu:
+                    v.append((label + " + fused conv-ReLU", InferenceSettings(
+                        autocast=True, channels_last=True, compile=True, fuse_relu=True,
+                        compile_mode=None if mode == "default" else mode), shapes))
         return v
 
     def section_inference(self) -> None:
@@ -754,6 +782,12 @@ class Benchmark:
             dict(name=f"bf16 + channels-last + fused SGD, batch {large}", batch=large, amp=True, channels_last=True,
                  fused=True, compile=False),
         ]
+        if self.world > 1:  # DDP only: static graph, no BatchNorm buffer broadcast, 100 MB buckets
+            v.append(dict(name=f"bf16 + channels-last + fused SGD, batch {large}, tuned DDP", batch=large, amp=True,
+                          channels_last=True, fused=True, compile=False, ddp_tuned=True, ddp_only=True))
+        if self.cuda:
+            v.append(dict(name=f"bf16 + channels-last + fused SGD + CUDA graph, batch {large}", batch=large, amp=True,
+                          channels_last=True, fused=True, compile=False, graphs=True))
         if not a.skip_compile and not self.q:
             for batch in sorted({int(b) for b in a.train_compile_batches.split(",") if b.strip()}):
                 v.append(dict(name=f"bf16 + channels-last + fused SGD + compile, batch {batch}", batch=batch, amp=True,
@@ -796,12 +830,29 @@ class Benchmark:
         if ddp:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            fwd = DDP(model, device_ids=[self.device.index] if self.cuda else None, gradient_as_bucket_view=True)
+            tuned = v.get("ddp_tuned", False)
+            kw = dict(static_graph=True, broadcast_buffers=False, bucket_cap_mb=100) if tuned else {}
+            fwd = DDP(model, device_ids=[self.device.index] if self.cuda else None, gradient_as_bucket_view=True, **kw)
         if v["compile"]:
             fwd = torch.compile(fwd)
         data = self.train_pool(v["batch"], size)
         autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if v["amp"] else contextlib.nullcontext
         state = {"i": 0, "loss": None}
+        graphed = None
+        if v.get("graphs"):
+            from twohded.training.graphs import GraphedStep, graph_problem
+
+            problem = graph_problem(self.device, ddp, "bf16" if v["amp"] else "none")
+            if problem:
+                raise RuntimeError(f"CUDA graph step unavailable: {problem}")
+            graphed = GraphedStep(model, fwd, loss_fn, torch.bfloat16 if v["amp"] else None, v["channels_last"])
+
+        def graph_step():
+            b = data[state["i"] % len(data)]
+            state["i"] += 1
+            parts = graphed(b)
+            opt.step()
+            state["loss"] = parts["total"]
 
         def step():
             b = data[state["i"] % len(data)]
@@ -815,6 +866,8 @@ class Benchmark:
             opt.zero_grad(set_to_none=True)
             state["loss"] = loss.total
 
+        if graphed is not None:
+            step = graph_step  # noqa: F811 - the variant's step
         row: dict[str, Any] = {"variant": v["name"], "batch": v["batch"], "size": size, "ddp": ddp,
                                "world_size": self.world if ddp else 1}
         t0 = time.perf_counter()
@@ -852,6 +905,10 @@ class Benchmark:
         for v in self.train_variants():
             for ddp in modes:
                 label = v["name"] + (" [DDP]" if ddp else "")
+                if ddp and v.get("graphs"):
+                    continue  # a captured step has no DDP (twohded.training.graphs)
+                if not ddp and v.get("ddp_only"):
+                    continue
                 if v["compile"] and self.out_of_time():
                     rows.append({"variant": label, "skipped": f"time budget ({self.time_left():.0f} s left)"})
                     self.say(f"| {label} | | skipped: time budget | | | | | | | |")
@@ -870,6 +927,10 @@ class Benchmark:
                 row["images_per_s_global"] = sum(per) if ddp else row["images_per_s"]
                 if not ddp:
                     single[v["name"]] = row["images_per_s"]
+                elif v.get("ddp_tuned") and single:
+                    same = [k for k in single if k.startswith(v["name"].split(", tuned DDP")[0]) and "graph" not in k]
+                    if same:
+                        row["scaling_vs_one_process"] = row["images_per_s_global"] / single[same[0]]
                 elif v["name"] in single:
                     row["scaling_vs_one_process"] = row["images_per_s_global"] / single[v["name"]]
                 g = row["images_per_s_global"]
@@ -940,6 +1001,9 @@ class Benchmark:
                 dict(name=f"fast: bf16 + channels-last{' + compile' if fast_compile else ''}, batch {large}",
                      batch=large, amp="bf16" if self.cuda else "none", channels_last=True, compile=fast_compile,
                      workers=workers_fast),
+                dict(name=f"fastest: bf16 + channels-last + preload + CUDA graphs{' + compile' if fast_compile else ''}, "
+                     f"batch {large}", batch=large, amp="bf16" if self.cuda else "none", channels_last=True,
+                     compile=fast_compile, workers=workers_fast, preload=True, cuda_graphs=True),
             ]
             base_s = None
             self.say("| setting | workers | steps / epoch | images / epoch | epoch s (2nd) | images/s | x paper | "
@@ -965,6 +1029,7 @@ class Benchmark:
                         "train": {"epochs": 2, "batch_size": s["batch"], "num_workers": s["workers"],
                                   "device": "cuda" if self.cuda else "cpu", "amp": s["amp"],
                                   "channels_last": s["channels_last"], "compile": s["compile"],
+                                  "preload": s.get("preload", False), "cuda_graphs": s.get("cuda_graphs", False),
                                   "checkpoint_every": 1000, "log_every": 1_000_000, "progress": False,
                                   "out_dir": str(scratch / "runs")},
                     }, where="speed benchmark epoch config")
@@ -985,8 +1050,10 @@ class Benchmark:
                     elif times:
                         row["epoch_s"] = row["first_epoch_s"] = times[0]
                     row["images_per_s"] = imgs / row["epoch_s"]
-                    # the schedule trains on every one of the 795 images per epoch at most; project from the rate
-                    row["projected_schedule_min"] = SCHEDULE_EPOCHS * row["epoch_s"] * (NYU_TRAIN / n) / 60
+                    # the whole 2-epoch call (set-up, preloading, first epoch with cuDNN tuning / capture /
+                    # compilation) plus 498 more epochs at the second epoch's rate, scaled to 795 scenes
+                    row["projected_schedule_min"] = (
+                        row["train_call_s"] + (SCHEDULE_EPOCHS - 2) * row["epoch_s"]) * (NYU_TRAIN / n) / 60
                     row["peak_gib"] = self.peak_gib()
                     if base_s is None:
                         base_s = row["projected_schedule_min"]
@@ -1193,9 +1260,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.compile modes for inference, comma-separated: default, max-autotune-no-cudagraphs, "
                    "reduce-overhead, max-autotune (default: default)")
     p.add_argument("--skip-compile", action="store_true", help="no torch.compile variants")
+    p.add_argument("--compile-fuse-relu", action="store_true",
+                   help="also compile with the cuDNN convolution + ReLU fusion (off by default under compile)")
     p.add_argument("--train-size", type=int, default=256, help="training image side (default 256, the paper's)")
-    p.add_argument("--train-large-batch", type=int, default=32, help="the fast training setting's batch (default 32)")
-    p.add_argument("--train-compile-batches", default="32", help="batches of the compiled training variants (default 32)")
+    p.add_argument("--train-large-batch", type=int, default=64, help="the fast training setting's batch (default 64)")
+    p.add_argument("--train-compile-batches", default="",
+                   help="batches of the compiled training variants, comma-separated (default: none; about 2.5 min "
+                   "of compilation each on an H100)")
     p.add_argument("--epoch-scenes", type=int, default=NYU_TRAIN, help=f"scenes in the epoch workload (default {NYU_TRAIN})")
     p.add_argument("--epoch-workers", type=int, default=None, help="DataLoader workers of the fast epoch (default min(8, CPUs-1))")
     p.add_argument("--epoch-compile", action="store_true", help="train.compile=true in the fast epoch (adds its compile time)")
@@ -1205,9 +1276,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--matmul-size", type=int, default=8192, help="matmul side for the bf16 rate (default 8192)")
     p.add_argument("--cudnn-benchmark", choices=("on", "off"), default="on",
                    help="torch.backends.cudnn.benchmark for every variant, baseline included (default on)")
-    p.add_argument("--budget-s", type=float, default=420.0,
+    p.add_argument("--budget-s", type=float, default=540.0,
                    help="seconds for the whole run: a torch.compile variant starts only while more than "
-                   "--compile-reserve-s of it is left (default 420)")
+                   "--compile-reserve-s of it is left (default 540)")
     p.add_argument("--compile-reserve-s", type=float, default=120.0, help="see --budget-s (default 120)")
     return p
 

@@ -19,9 +19,13 @@ from twohded.cli import build_parser
 from twohded.data import SyntheticScenes
 from twohded.evaluate import evaluate_model
 from twohded.fast import (
+    ConvReLU,
     Float32,
+    GemmHead,
     InferenceSettings,
     fold_batchnorm,
+    fuse_conv_relu,
+    gemm_heads,
     max_abs_diff,
     prepare_inference,
     within_bf16_tolerance,
@@ -284,7 +288,8 @@ def test_speed_benchmark_quick_on_cpu(tmp_path, capsys):
     assert all(r["within_bf16_tolerance"] for r in inf if "within_bf16_tolerance" in r)
     assert all(r["loss_finite"] and r["images_per_s"] > 0 for r in sec["train"]["rows"])
     epochs = sec["epoch"]["rows"]
-    assert len(epochs) == 2 and all(r["epoch_s"] > 0 and r["steps_per_epoch"] >= 1 for r in epochs)
+    assert len(epochs) == 3 and all(r["epoch_s"] > 0 and r["steps_per_epoch"] >= 1 for r in epochs)
+    assert epochs[2]["preload"] and epochs[2]["cuda_graphs"]  # the fastest setting (graphs fall back on a CPU)
     assert sec["epoch"]["data_only"]["images_per_s"] > 0
     assert all(r["images_per_s"] > 0 for r in sec["render"]["rows"])
     assert sec["flops"]["per_image"]["forward_32x32"] > 0
@@ -308,15 +313,94 @@ def test_speed_benchmark_records_a_failing_variant_and_goes_on(tmp_path, monkeyp
     assert [f["variant"] for f in result["failures"]] == ["fast path, eager"]
     rows = result["sections"]["inference"]["rows"]
     assert any(r.get("error", "").startswith("RuntimeError: simulated") for r in rows)
-    assert sum("images_per_s" in r for r in rows) == 6  # the other three variants x two shapes
+    assert sum("images_per_s" in r for r in rows) == 8  # the other four variants x two shapes
 
 
 def test_speed_benchmark_profile_section_classifies_the_time(tmp_path):
     bench = _benchmark_module()
     assert bench.main(["--quick", "--cpu", "--sections", "profile", "--out", str(tmp_path)]) == 0
-    prof = json.loads((tmp_path / "speed_benchmark.json").read_text())["sections"]["profile"]
-    assert prof["launches_per_call"] > 10 and prof["top"]
-    assert max(prof["classes_ms_per_call"], key=prof["classes_ms_per_call"].get) == "convolution / matmul"
+    runs = json.loads((tmp_path / "speed_benchmark.json").read_text())["sections"]["profile"]["runs"]
+    assert [r["shape"] for r in runs] == [[32, 64, 2], [32, 64, 1]]  # the largest shape and its batch 1
+    for prof in runs:
+        assert prof["launches_per_call"] > 10 and prof["top"]
+        assert max(prof["classes_ms_per_call"], key=prof["classes_ms_per_call"].get) == "convolution / matmul"
+    assert bench.kernel_class("triton_poi_fused_cat_convolution_relu_7") == "fused element-wise (Triton)"
     assert bench.kernel_class("sm90_xmma_fprop_implicit_gemm_bf16") == "convolution / matmul"
     assert bench.kernel_class("CatArrayBatchedCopy_contig") == "concatenation / copies"
     assert bench.kernel_class("vectorized_elementwise_kernel<clamp_min>") == "normalisation / element-wise / pooling"
+
+
+def _mm_as_float(monkeypatch):
+    """Stand in for CUDA's ``torch.mm(a, b, out_dtype=float32)`` on the CPU: a float32 product."""
+    real = torch.mm
+
+    def mm(a, b, out_dtype=None):
+        return real(a.float(), b.float()) if out_dtype is not None else real(a, b)
+
+    monkeypatch.setattr(torch, "mm", mm)
+
+
+@pytest.mark.parametrize("out_channels", [1, 3])
+def test_gemm_head_is_the_float32_convolution_of_its_bf16_input(monkeypatch, out_channels):
+    torch.manual_seed(out_channels)
+    conv = nn.Conv2d(16, out_channels, 3, padding=1)
+    head = GemmHead(conv)
+    x = torch.randn(2, 16, 9, 13).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    _mm_as_float(monkeypatch)
+    out = head._gemm(x)  # the GPU path's arithmetic, on the CPU
+    ref = conv(x.float())
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    # hi + lo weights: float32 weights to ~2^-17, the input exactly; only the summation order differs
+    assert float((out - ref).abs().max()) <= 1e-5 * float(ref.abs().max())
+    assert torch.equal(head(x.float()), conv(x.float()))  # CPU float32 input: the convolution itself
+    z = x.permute(0, 2, 3, 1).reshape(-1, 16).float() @ head.taps.float()  # the GEMM, as torch.compile sees it
+    fused = head._shift_sum_fused(z, 2, 9, 13)
+    assert float((fused - ref).abs().max()) <= 1e-5 * float(ref.abs().max())
+
+
+def test_gemm_head_refuses_other_convolutions():
+    with pytest.raises(InputError, match="3x3"):
+        GemmHead(nn.Conv2d(8, 1, 5, padding=2))
+
+
+def test_conv_relu_fusion_keeps_the_model_output(lively, images):
+    folded = copy.deepcopy(lively).eval()
+    fold_batchnorm(folded)
+    fused = copy.deepcopy(folded)
+    assert fuse_conv_relu(fused) == 68  # 58 dense layers + 2 x 5 decoder blocks
+    assert _count(fused, ConvReLU) == 68
+    with torch.inference_mode():
+        a, b = folded(images), fused(images)
+    assert max(max_abs_diff(a, b).values()) <= 1e-5 * max(1.0, float(a.depth.abs().max()))
+    unfolded = copy.deepcopy(lively).eval()
+    assert fuse_conv_relu(unfolded) == 0  # an unfolded BatchNorm sits between conv and ReLU
+
+
+def test_gemm_heads_replace_both_heads(lively):
+    m = copy.deepcopy(lively)
+    assert gemm_heads(m) == 2 and isinstance(m.depth_head, GemmHead) and isinstance(m.aif_head, GemmHead)
+    assert m.depth_head.conv.weight.dtype == torch.float32
+
+
+def test_new_fast_parts_resolve_per_device():
+    gpu = InferenceSettings(dtype="bf16").resolve("cuda")  # pure logic: no GPU needed
+    assert gpu.gemm_heads and gpu.fuse_relu
+    assert not InferenceSettings(dtype="fp16").resolve("cuda").gemm_heads  # fp16 GPUs keep float32 conv heads
+    compiled = InferenceSettings(dtype="bf16", compile=True).resolve("cuda")
+    assert compiled.gemm_heads and not compiled.fuse_relu  # inductor fuses bias + ReLU itself
+    cpu = InferenceSettings(fast=True).resolve("cpu")
+    assert not cpu.gemm_heads and not cpu.fuse_relu
+    ref = InferenceSettings.reference().resolve("cuda")
+    assert not ref.gemm_heads and not ref.fuse_relu
+    run = prepare_inference(create_model("2hded").eval(), "cpu", InferenceSettings(fast=True, fuse_relu=True))
+    assert _count(run.model, ConvReLU) == 68
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gemm_heads_and_fused_relu_on_the_gpu(lively, images):
+    plain = prepare_inference(lively, "cuda", InferenceSettings(cuda_graphs=False, gemm_heads=False, fuse_relu=False))
+    new = prepare_inference(lively, "cuda", InferenceSettings(cuda_graphs=False))
+    assert _count(new.model, GemmHead) == 2 and _count(new.model, ConvReLU) == 68
+    a, b = plain(images), new(images)
+    for name in ("depth", "aif"):
+        assert within_bf16_tolerance(getattr(b, name), getattr(a, name))

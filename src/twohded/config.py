@@ -136,6 +136,8 @@ class TrainConfig:
     amp: Literal["auto", "bf16", "fp16", "none"] = "auto"  # auto: bf16 on GPUs that support it
     channels_last: bool = True  # CUDA only
     compile: bool = False  # torch.compile the model
+    cuda_graphs: bool = False  # capture forward + loss + backward in a CUDA graph (CUDA, no DDP, no fp16)
+    preload: bool = False  # hold the training split on the device, rendered once; batches drawn there
     sync_bn: bool = False  # SyncBatchNorm under DDP on CUDA
     ema_decay: Optional[float] = None  # exponential moving average of the weights, e.g. 0.999
     val_every: int = 1  # epochs

@@ -139,6 +139,22 @@ def charbonnier(pred: Tensor, target: Tensor, eps: float = 1e-3) -> Tensor:
     return torch.sqrt(d * d + eps * eps).mean()
 
 
+_WINDOWS: dict[tuple, Tensor] = {}
+
+
+def ssim_window(channels: int, win_size: int, win_sigma: float, device: torch.device) -> Tensor:
+    """``pytorch_msssim``'s 1-D Gaussian window, ``(channels, 1, 1, win_size)`` float32, cached per
+    device: made once instead of on the CPU and copied on every call (which a CUDA graph cannot capture)."""
+    key = (int(channels), int(win_size), float(win_sigma), str(device))
+    win = _WINDOWS.get(key)
+    if win is None:
+        from pytorch_msssim.ssim import _fspecial_gauss_1d
+
+        win = _fspecial_gauss_1d(win_size, win_sigma).repeat(channels, 1, 1, 1).to(device)
+        _WINDOWS[key] = win
+    return win
+
+
 def ssim_loss(
     pred: Tensor, target: Tensor, data_range: float = 1.0, win_size: int = 11, win_sigma: float = 1.5
 ) -> Tensor:
@@ -155,7 +171,8 @@ def ssim_loss(
         raise ValueError(f"ssim_loss: needs (B, C, H, W) with H, W >= {win_size} (window), got {tuple(pred.shape)}")
     with torch.autocast(device_type=pred.device.type, enabled=False):
         value = _ms_ssim(
-            pred.float(), target.float(), data_range=data_range, size_average=True, win_size=win_size, win_sigma=win_sigma
+            pred.float(), target.float(), data_range=data_range, size_average=True,
+            win=ssim_window(pred.shape[1], win_size, win_sigma, pred.device),
         )
     return 1.0 - value
 

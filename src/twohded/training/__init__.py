@@ -2,7 +2,9 @@
 
 Modules: :mod:`.trainer` (the loop), :mod:`.optim` (optimizers, lr schedules), :mod:`.ema`
 (weight averaging), :mod:`.sampler` (seeded, sharded, resumable epoch order), :mod:`.ddp`
-(torchrun / DDP plumbing), :mod:`.logs` (log.csv, TensorBoard), :mod:`.validation`.
+(torchrun / DDP plumbing), :mod:`.logs` (log.csv, TensorBoard), :mod:`.validation`,
+:mod:`.preload` (``train.preload``: the split on the device) and :mod:`.graphs`
+(``train.cuda_graphs``: the captured training step).
 """
 
 from __future__ import annotations
