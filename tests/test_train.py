@@ -103,10 +103,13 @@ def test_a_few_steps_lower_the_loss(tmp_path):
     assert out.depth.shape == (1, 1, 64, 64) and out.aif.shape == (1, 3, 64, 64)
 
 
-def test_killed_run_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("preload", [False, True], ids=["dataloader", "preload"])
+def test_killed_run_resumes_exactly(tmp_path, preload):
     """Kill a run (os._exit) mid-epoch after step 5, resume from its step-4 checkpoint,
-    and compare with an uninterrupted run bit for bit (weights, EMA, optimizer)."""
+    and compare with an uninterrupted run bit for bit (weights, EMA, optimizer); with the
+    DataLoader and with the split preloaded on the device (train.preload)."""
     common = {
+        "train.preload": preload,
         "data.options": {"n": 6, "height": 32, "width": 32},  # 3 steps per epoch
         "optim.name": "sgd", "optim.lr": 0.02, "optim.momentum": 0.9,
         "schedule.name": "step", "schedule.milestones": [1], "schedule.warmup_epochs": 0.5,
