@@ -58,6 +58,7 @@ from scipy import ndimage as ndi
 
 import twohded
 from twohded.optics import Camera, get_preset
+from twohded.registration import register_affine, warp
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "dfd_indoor"
@@ -109,44 +110,6 @@ class Scene:
         return ((yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2) / (((h - 1) / 2) ** 2 + ((w - 1) / 2) ** 2)
 
 
-def register_affine(moving: np.ndarray, fixed: np.ndarray, smooth: float = 1.5, margin: int = 32,
-                    iters: int = 30) -> tuple[np.ndarray, np.ndarray]:
-    """Affine map of ``fixed`` pixel coordinates to ``moving`` coordinates, ``matrix`` (2, 2) and
-    ``offset`` (2,), as ``scipy.ndimage.affine_transform`` takes them, so that the warped
-    ``moving`` lies on ``fixed``.
-
-    A global translation from phase correlation, refined by Gauss-Newton (Lucas-Kanade) on
-    both images smoothed by ``smooth`` px, with a gain and offset between them fitted at every
-    step, over the frame less ``margin`` px. A symmetric blur difference between the images
-    hardly biases it.
-    """
-    from skimage.registration import phase_cross_correlation
-
-    shift, _, _ = phase_cross_correlation(fixed, moving, upsample_factor=20)
-    matrix, offset = np.eye(2), -np.asarray(shift, dtype=np.float64)
-    ms, fs = ndi.gaussian_filter(moving, smooth), ndi.gaussian_filter(fixed, smooth)
-    h, w = fixed.shape
-    yy, xx = np.mgrid[margin : h - margin, margin : w - margin].astype(np.float64)
-    y, x, f = yy.ravel(), xx.ravel(), fs[margin : h - margin, margin : w - margin].ravel()
-    grad_y, grad_x = np.gradient(ms)
-    for _ in range(iters):
-        coords = np.stack([matrix[0, 0] * y + matrix[0, 1] * x + offset[0], matrix[1, 0] * y + matrix[1, 1] * x + offset[1]])
-        m, gy, gx = (ndi.map_coordinates(a, coords, order=1, mode="reflect") for a in (ms, grad_y, grad_x))
-        gain, bias = np.linalg.lstsq(np.stack([m, np.ones_like(m)], 1), f, rcond=None)[0]
-        jac = gain * np.stack([gy * y, gy * x, gx * y, gx * x, gy, gx], axis=1)
-        step = np.linalg.lstsq(jac, f - (gain * m + bias), rcond=None)[0]
-        matrix = matrix + step[:4].reshape(2, 2)
-        offset = offset + step[4:]
-        if np.abs(step[4:]).max() < 1e-3 and np.abs(step[:4]).max() * max(h, w) < 1e-3:
-            break
-    return matrix, offset
-
-
-def warp(image: np.ndarray, matrix: np.ndarray, offset: np.ndarray, order: int = 3) -> np.ndarray:
-    """Resample each channel of (C, H, W) at ``matrix @ p + offset`` (reflect at the edges)."""
-    return np.stack([ndi.affine_transform(c, matrix, offset, order=order, mode="reflect") for c in image])
-
-
 def load_scene(wide_path, narrow_path, depth_path, border: int = 24, depth_frame: str = "wide", median: int = 5) -> Scene:
     """Read one DFD scene, register its f/8 photo onto the f/2.8 one, filter its depth."""
     from twohded.io import read_depth, read_image
@@ -154,16 +117,16 @@ def load_scene(wide_path, narrow_path, depth_path, border: int = 24, depth_frame
     real = read_image(wide_path).double().numpy()
     narrow = read_image(narrow_path).double().numpy()
     raw_depth = depth = read_depth(depth_path).double().numpy()
-    matrix, offset = register_affine(narrow.mean(0), real.mean(0))
-    sharp = warp(narrow, matrix, offset)
+    affine = register_affine(narrow.mean(0), real.mean(0))
+    sharp = warp(narrow, affine)
     if median > 1:
         depth = ndi.median_filter(depth, median)
     if depth_frame == "narrow":
-        depth = warp(depth[None], matrix, offset, order=0)[0]
-        raw_depth = warp(raw_depth[None], matrix, offset, order=0)[0]
+        depth = warp(depth[None], affine, order=0)[0]
+        raw_depth = warp(raw_depth[None], affine, order=0)[0]
     h, w = real.shape[1:]
     centre = np.array([(h - 1) / 2, (w - 1) / 2])
-    shift = tuple(float(v) for v in centre - (matrix @ centre + offset))
+    shift = affine.shift_at(tuple(centre))
     return Scene(Path(wide_path).stem, sharp, real, depth, border, shift, raw_depth)
 
 
