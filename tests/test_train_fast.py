@@ -17,7 +17,7 @@ from twohded.data import build_dataset
 from twohded.errors import InputError
 from twohded.training import train
 from twohded.training.graphs import graph_problem
-from twohded.training.preload import DeviceData, preload_problem
+from twohded.training.preload import DeviceData, crop_batch, crop_window_margin, preload_problem
 from twohded.training.sampler import ShardedEpochSampler
 
 from .test_train import tiny
@@ -76,11 +76,69 @@ def test_flipping_a_rendering_equals_rendering_the_flipped_scene():
     assert float((a - b).abs().max()) < 1e-4
 
 
-def test_preload_refuses_random_crops():
-    ds = _dataset(size=24, resize="crop")
+def test_preload_refuses_fit_crops():
+    ds = _dataset(size=24, resize="fit")
     assert "random crop" in preload_problem(ds)
     with pytest.raises(InputError, match="train.preload"):
         DeviceData(ds, ShardedEpochSampler(len(ds), 2), torch.device("cpu"))
+
+
+def test_preloaded_random_crops_are_exact_windows_of_the_whole_frames():
+    ds = _dataset(size=(16, 20), resize="crop", height=32, width=40)
+    sampler = ShardedEpochSampler(len(ds), batch_size=3, seed=2)
+    data = DeviceData(ds, sampler, torch.device("cpu"), seed=2)
+    frames = data.tensors
+    assert frames["image"].shape == (6, 3, 32, 40) and ds.geometry.size == (16, 20)  # whole frames, geometry restored
+    seen = set()
+    for epoch in range(2):
+        for k, b in enumerate(data.batches(epoch)):
+            assert b["image"].shape == (3, 3, 16, 20) and b["mask"].dtype == torch.bool
+            for j, i in enumerate(sampler.order(epoch)[3 * k:3 * k + 3]):
+                found = None
+                for flip in (False, True):
+                    src = {key: frames[key][i].flip(-1) if flip else frames[key][i] for key in frames}
+                    for top in range(32 - 16 + 1):
+                        for left in range(40 - 20 + 1):
+                            l2 = 40 - 20 - left if flip else left
+                            if torch.equal(b["depth"][j], src["depth"][:, top:top + 16, l2:l2 + 20]):
+                                found = (flip, top, l2)
+                                break
+                        if found:
+                            break
+                    if found:
+                        break
+                assert found is not None, (epoch, k, j)
+                flip, top, left = found
+                for key in ("image", "aif", "mask"):
+                    want = (frames[key][i].flip(-1) if flip else frames[key][i])[:, top:top + 16, left:left + 20]
+                    assert torch.equal(b[key][j], want)
+                seen.add((epoch, int(i), found))
+    assert len({f for _, _, f in seen}) > 4  # windows vary
+    resumed = list(data.batches(1, start_step=1))
+    assert all(torch.equal(a["image"], c["image"]) for a, c in zip(list(data.batches(1))[1:], resumed))
+
+
+def test_rotated_crops_keep_depth_values_and_stay_inside_the_frame():
+    g = torch.Generator().manual_seed(0)
+    frames = {"image": torch.rand(2, 3, 40, 48, generator=g), "depth": 1 + torch.randint(0, 9, (2, 1, 40, 48), generator=g).float(),
+              "mask": torch.rand(2, 1, 40, 48, generator=g) > 0.2}
+    frames["aif"] = frames["image"].clone()
+    top, left = torch.tensor([4, 10]), torch.tensor([6, 12])
+    flat = crop_batch(frames, top, left, (24, 24))
+    rot = crop_batch(frames, top, left, (24, 24), angle_deg=torch.tensor([0.0, 0.0]))
+    assert torch.equal(flat["image"], rot["image"])  # angle 0: exact
+    out = crop_batch(frames, top, left, (24, 24), flip=torch.tensor([False, True]), angle_deg=torch.tensor([5.0, -5.0]))
+    assert out["mask"].dtype == torch.bool and out["depth"].shape == (2, 1, 24, 24)
+    assert set(out["depth"].unique().tolist()) <= set(frames["depth"].unique().tolist())  # nearest: no averaging
+    assert torch.allclose(out["image"], out["aif"]) and not torch.allclose(out["image"], flat["image"])
+    assert crop_window_margin((256, 256), 5.0) == (11, 11)  # 128 (cos 5 + sin 5) - 128 = 10.7
+
+
+def test_rotation_needs_crops_and_a_sane_angle():
+    with pytest.raises(InputError, match="rotate_deg"):
+        DeviceData(_dataset(), ShardedEpochSampler(6, 2), torch.device("cpu"), rotate_deg=5)
+    with pytest.raises(InputError, match="rotate_deg"):
+        DeviceData(_dataset(size=16, resize="crop"), ShardedEpochSampler(6, 2), torch.device("cpu"), rotate_deg=60)
 
 
 def test_training_with_preload_and_cuda_graphs_on_a_cpu(tmp_path, capsys):

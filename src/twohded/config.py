@@ -86,6 +86,7 @@ class DataConfig:
     defocus: Optional[Literal["real", "render", "deferred", "none"]] = None
     preset: Optional[str] = None  # renderer preset: paper | d3net_nyu | syndof
     flip: bool = True  # random horizontal flips (training split only)
+    rotate_deg: float = 0.0  # random rotations in [-A, A] degrees of the crop windows (needs train.preload, resize: crop)
     blur_at: Literal["source", "output"] = "source"
     val_limit: Optional[int] = None  # validate on the first N items only
     #: extra keyword arguments of the dataset class, for both splits (e.g. nyu ``border``, synthetic ``n``)

@@ -41,6 +41,12 @@ log = logging.getLogger("twohded.data")
 TRAIN_SPLITS = ("train", "trainval")
 
 
+def is_train_split(split: str) -> bool:
+    """Training splits (augmented by default): ``train``, ``trainval`` and ``<name>-train``
+    (e.g. DFD's cross-validation ``cv0-train``)."""
+    return split in TRAIN_SPLITS or split.endswith("-train")
+
+
 class DefocusDataset(Dataset):
     """Base class: subclasses implement ``__len__``, :meth:`_load` and set :attr:`names`.
 
@@ -92,7 +98,7 @@ class DefocusDataset(Dataset):
             raise InputError(f"blur_at={blur_at!r}: choose one of {', '.join(_defocus.BLUR_AT)}")
         self.blur_at = blur_at
         self.render_mode = render_mode
-        self.augment = split in TRAIN_SPLITS if augment is None else bool(augment)
+        self.augment = is_train_split(split) if augment is None else bool(augment)
         self.seed = int(seed)
         self.epoch = 0
         self.allow_real_resize = allow_real_resize

@@ -12,6 +12,12 @@ scene (same file name; it is the sharpest image the dataset has, not a perfect a
 image), ``depth`` from the PNG. ``defocus="render"`` / ``"deferred"`` instead render synthetic
 defocus from the f/8 photo and the depth (sim-to-real studies).
 
+All-in-focus target: ``aif_target="published"`` (default) is the f/8 photo as it is, offset
+from the f/2.8 one by up to ~12 px; ``"registered"`` warps it onto the f/2.8 frame first
+(:func:`twohded.registration.register_onto`: phase correlation + affine Gauss-Newton, cubic
+resampling; computed once per file and process, about 0.5 s a frame). The depth map stays as
+published (registered to the f/2.8 photo).
+
 Pairing: RGB and depth names are capture timestamps of two devices (ISO 8601 with
 microseconds), so they differ by a fraction of a second. Each f/2.8 photo is paired with the
 depth map nearest in time, one to one (closest pairs first), if within ``tolerance_s``
@@ -22,7 +28,9 @@ holding a relative path (a git symlink checked out without symlink support) is f
 
 Splits: ``"train"`` = published train minus the validation scenes, ``"val"`` = the 11 scenes
 of :data:`VAL_SCENES`, ``"trainval"`` = all of published train (81), ``"test"`` = published
-test (29; not in ``../shared``). Consecutive captures often show the same place from a
+test (29; not in ``../shared``), ``"cv<k>-train"`` / ``"cv<k>-val"`` (k = 0..4) = the
+cross-validation folds by place of :data:`CV_FOLDS` (model selection: mean and spread over
+the five folds, never one 11-scene split). Consecutive captures often show the same place from a
 slightly moved viewpoint, so the validation scenes are two runs of consecutive captures whose
 places appear nowhere else in train: the copier corner (17:14:37 to 17:16:27) and the ONERA
 poster / fire alarm / poster wall / lift hall (17:23:20 to 17:26:10).
@@ -41,7 +49,10 @@ from .base import DefocusDataset, report_unmatched
 
 WIDE = "dfd_dataset_indoor_N2_8"
 NARROW = "dfd_dataset_indoor_N8"
-SPLITS = ("train", "val", "trainval", "test")
+#: the five cross-validation folds by place (see :data:`CV_FOLDS`)
+N_FOLDS = 5
+SPLITS = ("train", "val", "trainval", "test") + tuple(
+    f"cv{k}-{part}" for k in range(N_FOLDS) for part in ("train", "val"))
 
 #: validation scenes carved out of the published train split (f/2.8 file stems)
 VAL_SCENES = (
@@ -58,7 +69,61 @@ VAL_SCENES = (
     "2018-04-26T17:26:10.242356",
 )
 
+#: K-fold cross-validation by place over the 81 published train scenes: fold k holds the f/2.8
+#: captures from ``CV_FOLDS[k]`` up to the next fold's start (sorted by capture time). The
+#: captures walk through the building every ~30 s, so consecutive captures often show one place;
+#: the folds are contiguous runs of captures, cut at long pauses (45.5 s, 56.2 s, 402 s, 48.9 s),
+#: which gives 18 / 12 / 19 / 13 / 19 scenes. Fold 3 holds the copier corner and fold 4 the
+#: ONERA poster / lift hall runs of the 11-scene ``val`` split.
+CV_FOLDS = (
+    "2018-04-26T16:38:31.689710",
+    "2018-04-26T16:47:51.864107",
+    "2018-04-26T16:53:59.081380",
+    "2018-04-26T17:09:15.377798",
+    "2018-04-26T17:17:16.416468",
+)
+
 RGB_SUFFIXES = (".jpg", ".jpeg", ".png")
+AIF_TARGETS = ("published", "registered")
+
+#: registered f/8 photos of this process, by (f/8 path, f/2.8 path)
+_REGISTERED: dict[tuple[str, str], "torch.Tensor"] = {}
+
+
+def registered_narrow(narrow_path: Path, wide_path: Path):
+    """The f/8 photo warped onto the f/2.8 frame, ``(3, H, W)`` float in [0, 1] (cached)."""
+    import torch
+
+    from ..registration import register_onto
+
+    key = (str(narrow_path), str(wide_path))
+    if key not in _REGISTERED:
+        narrow = read_image(narrow_path).numpy()
+        wide = read_image(wide_path).numpy()
+        if narrow.shape != wide.shape:
+            raise InputError(f"{narrow_path}: f/8 photo is {narrow.shape[2]}x{narrow.shape[1]}, its f/2.8 twin "
+                             f"{wide_path.name} {wide.shape[2]}x{wide.shape[1]} (WxH)")
+        _REGISTERED[key] = torch.from_numpy(register_onto(narrow, wide)[0])
+    return _REGISTERED[key].clone()
+
+
+def fold_of(stem: str) -> int:
+    """Cross-validation fold (0 .. N_FOLDS-1) of a DFD scene, by its f/2.8 capture time stem."""
+    k = 0
+    for i, start in enumerate(CV_FOLDS):
+        if stem >= start:
+            k = i
+    return k
+
+
+def split_keeps(split: str, stem: str) -> bool:
+    """Whether scene ``stem`` (of the published train folder) belongs to ``split``."""
+    if split == "trainval":
+        return True
+    if split in ("train", "val"):
+        return (stem in VAL_SCENES) == (split == "val")
+    k, part = split[2:].split("-")
+    return (fold_of(stem) == int(k)) == (part == "val")
 
 
 def parse_timestamp(stem: str) -> float | None:
@@ -123,13 +188,19 @@ class DFDIndoor(DefocusDataset):
             from the f/8 photo and the depth), or ``"none"`` (the f/8 photo itself as the input:
             does defocus help depth?).
         tolerance_s: largest RGB/depth timestamp difference accepted as one scene.
+        aif_target: ``"published"`` (the f/8 photo as it is) or ``"registered"`` (warped onto
+            the f/2.8 frame; see the module docstring).
         **common: see :class:`~twohded.data.base.DefocusDataset`. Real defocus is only
             cropped and flipped; resizing it needs ``allow_real_resize=True``.
     """
 
     defocus_modes = ("real", "render", "deferred", "none")
 
-    def __init__(self, root, split: str = "train", *, defocus: str = "real", tolerance_s: float = 0.5, **common) -> None:
+    def __init__(self, root, split: str = "train", *, defocus: str = "real", tolerance_s: float = 0.5,
+                 aif_target: str = "published", **common) -> None:
+        if aif_target not in AIF_TARGETS:
+            raise InputError(f"DFD aif_target={aif_target!r}: choose one of {', '.join(AIF_TARGETS)}")
+        self.aif_target = aif_target
         if defocus in ("render", "deferred"):
             common.setdefault("preset", "d3net_nyu")
         else:
@@ -157,8 +228,8 @@ class DFDIndoor(DefocusDataset):
         self.wide_paths, self.narrow_paths, self.depth_paths, self.names, self.time_offsets = self._pair(
             wide_rgb, narrow_rgb, depth_dir
         )
-        if split in ("train", "val"):
-            keep = [(n in VAL_SCENES) == (split == "val") for n in self.names]
+        if split != "test":
+            keep = [split_keeps(split, n) for n in self.names]
             for attr in ("wide_paths", "narrow_paths", "depth_paths", "names", "time_offsets"):
                 setattr(self, attr, [v for v, k in zip(getattr(self, attr), keep) if k])
         if not self.names:
@@ -203,8 +274,12 @@ class DFDIndoor(DefocusDataset):
 
     def _load(self, index: int) -> dict:
         depth_path = self.depth_paths[index]
+        if self.aif_target == "registered":
+            aif = registered_narrow(self.narrow_paths[index], self.wide_paths[index])
+        else:
+            aif = read_image(self.narrow_paths[index])
         raw = {
-            "aif": read_image(self.narrow_paths[index]),
+            "aif": aif,
             "depth": read_depth(depth_path)[None],
             "source": f"{self.wide_paths[index]} (depth {depth_path.name})",
         }

@@ -470,12 +470,15 @@ class _Trainer:
             pin_memory=pin, drop_last=True, generator=self.loader_gen,
         )
         self.device_data = None
+        if cfg.data.rotate_deg and not t.preload:
+            raise InputError("data.rotate_deg: random rotations are drawn on the device; set train.preload=true")
         if t.preload:
             from .preload import DeviceData
 
             t0 = time.perf_counter()
             self.device_data = DeviceData(self.train_ds, self.sampler, self.device, seed=cfg.seed,
-                                          load_batch=max(t.batch_size, 8), num_workers=t.num_workers)
+                                          load_batch=max(t.batch_size, 8), num_workers=t.num_workers,
+                                          rotate_deg=cfg.data.rotate_deg)
             self.notes.append(f"train.preload: {self.device_data.n} training items on {self.device} "
                               f"({self.device_data.nbytes() / 2**30:.2f} GiB, {time.perf_counter() - t0:.1f} s)")
         self.val_loader = None

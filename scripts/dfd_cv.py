@@ -1,0 +1,204 @@
+"""Cross-validation study on DFD indoor: several arms x folds x seeds trained at once on one GPU.
+
+    python scripts/dfd_cv.py --root DFD_ROOT --out OUT \
+        --arm d3net=configs/dfd_d3net.yaml --arm f8=configs/dfd_d3net_f8.yaml \
+        --folds 0-4 --seeds 0 [--set train.max_steps=12000] [--deadline-s 420] [--jobs 10]
+
+For every (arm, fold k, seed) it runs ``twohded train --config CONFIG data.root=DFD_ROOT
+data.train_split=cv<k>-train data.val_split=cv<k>-val seed=SEED [overrides]`` into
+``OUT/runs/<arm>-f<k>-s<seed>`` (up to ``--jobs`` at once; logs in ``OUT/logs``). Runs still
+going ``--deadline-s`` seconds after the start are stopped (SIGTERM) and their newest
+``last.pt`` is evaluated, with the step it reached recorded. Then every run's ``last.pt`` is
+scored on its held-out fold with ``twohded evaluate`` (standard protocol, whole frames),
+against the f/8 photo as published and registered (``OUT/eval/<run>/{published,registered}``),
+and ``OUT/summary.md`` / ``summary.json`` give mean ± sd over folds and seeds per arm
+(:mod:`twohded.crossval`), next to the mean-training-depth reference of the same folds
+(``--reference``, computed on the CPU). Folds: :data:`twohded.data.dfd.CV_FOLDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from twohded.crossval import markdown_table, run_metrics
+
+
+def parse_range(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b or a) + 1))
+    return out
+
+
+def parse_arm(text: str) -> tuple[str, str, list[str]]:
+    name, _, rest = text.partition("=")
+    config, *overrides = rest.split(",")
+    return name, config, overrides
+
+
+def jobs_of(args) -> list[dict]:
+    jobs = []
+    for arm in args.arm:
+        name, config, overrides = parse_arm(arm)
+        for seed in parse_range(args.seeds):
+            for k in parse_range(args.folds):
+                run = f"{name}-f{k}-s{seed}"
+                cmd = [sys.executable, "-m", "twohded", "train", "--config", config, "--out", str(args.out / "runs" / run),
+                       "--no-progress", f"data.root={args.root}", f"data.train_split=cv{k}-train",
+                       f"data.val_split=cv{k}-val", f"seed={seed}", *args.set, *overrides]
+                jobs.append({"run": run, "arm": name, "fold": k, "seed": seed, "cmd": cmd})
+    return jobs
+
+
+def train_all(jobs: list[dict], out: Path, max_jobs: int, deadline_s: float | None) -> dict[str, dict]:
+    """Run the trainings, ``max_jobs`` at once; stop what still runs at the deadline."""
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    start, pending, running, status = time.time(), list(jobs), {}, {}
+    while pending or running:
+        while pending and len(running) < max_jobs:
+            job = pending.pop(0)
+            if (out / "runs" / job["run"] / "last.pt").exists():
+                status[job["run"]] = {"rc": None, "note": "exists, not retrained"}
+                continue
+            log = open(out / "logs" / f"{job['run']}.txt", "w")
+            running[job["run"]] = (subprocess.Popen(job["cmd"], stdout=log, stderr=subprocess.STDOUT), log, time.time())
+        for run, (proc, log, t0) in list(running.items()):
+            rc = proc.poll()
+            late = deadline_s is not None and time.time() - start > deadline_s
+            if rc is None and late:
+                proc.send_signal(signal.SIGTERM)
+                rc = proc.wait()
+                status[run] = {"rc": rc, "note": "stopped at the deadline", "train_s": time.time() - t0}
+            elif rc is not None:
+                status[run] = {"rc": rc, "note": "finished" if rc == 0 else "failed", "train_s": time.time() - t0}
+            if rc is not None:
+                log.close()
+                del running[run]
+        time.sleep(1.0)
+    return status
+
+
+def reached_step(run_dir: Path) -> int | None:
+    """The newest step in a run's log.csv (None without one)."""
+    log = run_dir / "log.csv"
+    if not log.exists():
+        return None
+    import csv
+
+    rows = list(csv.DictReader(log.open()))
+    steps = [int(float(r["step"])) for r in rows if r.get("step")]
+    return max(steps) if steps else None
+
+
+def run_defocus(run_dir: Path) -> str:
+    """The run's input (``data.defocus`` of its saved config: ``real`` f/2.8 or ``none`` f/8)."""
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    return (cfg.get("data") or {}).get("defocus") or "real"
+
+
+def evaluate_all(jobs: list[dict], args) -> None:
+    """Score every run's last.pt on its held-out fold, ``args.jobs`` evaluations at once."""
+    todo = []
+    for job in jobs:
+        ckpt = args.out / "runs" / job["run"] / "last.pt"
+        if not ckpt.exists():
+            continue
+        defocus = run_defocus(args.out / "runs" / job["run"])
+        for target in ("published", "registered"):
+            dest = args.out / "eval" / job["run"] / target
+            if (dest / "metrics.json").exists():
+                continue
+            cmd = [sys.executable, "-m", "twohded", "evaluate", "--checkpoint", str(ckpt), "--data", "dfd",
+                   "--root", str(args.root), "--split", f"cv{job['fold']}-val", "-O", f"aif_target={target}",
+                   "-O", f"defocus={defocus}", "--out", str(dest), "--no-progress"]
+            todo.append((cmd, args.out / "logs" / f"eval-{job['run']}-{target}.txt"))
+    running = []
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            cmd, log_path = todo.pop(0)
+            log = open(log_path, "w")
+            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+        for proc, log in list(running):
+            if proc.poll() is not None:
+                log.close()
+                running.remove((proc, log))
+        time.sleep(0.5)
+
+
+def reference_rows(args, folds: list[int]) -> list[dict]:
+    """The mean training depth of each fold, scored on its held-out scenes (CPU)."""
+    from twohded.baselines.trivial import TrivialBaseline, mean_depth
+    from twohded.data import DFDIndoor
+    from twohded.evaluate import evaluate_model
+
+    rows = []
+    for k in folds:
+        train = DFDIndoor(args.root, f"cv{k}-train", augment=False)
+        val = DFDIndoor(args.root, f"cv{k}-val", aif_target="registered")
+        r = evaluate_model(TrivialBaseline(mean_depth(train)), val, dataset_name="dfd", device="cpu")
+        rows.append({"depth": r.depth, "aif": r.aif, "gain": {}})
+    return rows
+
+
+def summarise(jobs: list[dict], status: dict, args) -> str:
+    parts, result = [], {"runs": {}, "arms": {}}
+    for target in ("published", "registered"):
+        arms: dict[str, list[dict]] = {}
+        steps: dict[str, list[int]] = {}
+        for job in jobs:
+            path = args.out / "eval" / job["run"] / target / "metrics.json"
+            if not path.exists():
+                continue
+            m = run_metrics(path)
+            arms.setdefault(job["arm"], []).append(m)
+            step = reached_step(args.out / "runs" / job["run"])
+            steps.setdefault(job["arm"], []).append(step or 0)
+            result["runs"].setdefault(job["run"], {})[target] = {"depth": m.get("depth"), "aif": m.get("aif"),
+                                                                 "gain": m.get("gain"), "step": step,
+                                                                 **status.get(job["run"], {})}
+        if target == "published" and args.reference:
+            arms["mean training depth"] = reference_rows(args, parse_range(args.folds))
+        extra = {a: {"steps": f"{min(s)}-{max(s)}" if s else ""} for a, s in steps.items()}
+        parts.append(f"### AiF scored against the f/8 photo {target}\n\n" + markdown_table(arms, extra=extra))
+        result["arms"][target] = {a: [{"depth": r.get("depth"), "aif": r.get("aif"), "gain": r.get("gain")} for r in rs]
+                                  for a, rs in arms.items()}
+    text = "\n\n".join(parts) + "\n"
+    (args.out / "summary.md").write_text(text)
+    (args.out / "summary.json").write_text(json.dumps(result, indent=1, default=str))
+    return text
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", type=Path, required=True, help="DFD indoor folder")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--arm", action="append", required=True, help="NAME=CONFIG[,key=value,...]")
+    p.add_argument("--folds", default="0-4")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--set", action="append", default=[], help="override for every run, e.g. train.max_steps=12000")
+    p.add_argument("--jobs", type=int, default=10, help="trainings at once")
+    p.add_argument("--deadline-s", type=float, default=None, help="stop trainings still running after this many seconds")
+    p.add_argument("--eval-only", action="store_true")
+    p.add_argument("--reference", action="store_true", help="add the mean-training-depth row (CPU)")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    jobs = jobs_of(args)
+    status = {} if args.eval_only else train_all(jobs, args.out, args.jobs, args.deadline_s)
+    (args.out / "status.json").write_text(json.dumps(status, indent=1))
+    evaluate_all(jobs, args)
+    print(summarise(jobs, status, args))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
