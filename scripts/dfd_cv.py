@@ -62,14 +62,21 @@ def train_all(jobs: list[dict], out: Path, max_jobs: int, deadline_s: float | No
     """Run the trainings, ``max_jobs`` at once; stop what still runs at the deadline."""
     (out / "logs").mkdir(parents=True, exist_ok=True)
     start, pending, running, status = time.time(), list(jobs), {}, {}
+    last_report = start
     while pending or running:
+        if time.time() - last_report > 30:
+            last_report = time.time()
+            steps = {run: reached_step(out / "runs" / run) for run in running}
+            print(f"t={time.time() - start:.0f}s running {len(running)}: " +
+                  " ".join(f"{r}@{s}" for r, s in steps.items()), flush=True)
         while pending and len(running) < max_jobs:
             job = pending.pop(0)
             if (out / "runs" / job["run"] / "last.pt").exists():
                 status[job["run"]] = {"rc": None, "note": "exists, not retrained"}
                 continue
             log = open(out / "logs" / f"{job['run']}.txt", "w")
-            running[job["run"]] = (subprocess.Popen(job["cmd"], stdout=log, stderr=subprocess.STDOUT), log, time.time())
+            running[job["run"]] = (subprocess.Popen(job["cmd"], stdout=log, stderr=subprocess.STDOUT, env=worker_env()),
+                                   log, time.time())
         for run, (proc, log, t0) in list(running.items()):
             rc = proc.poll()
             late = deadline_s is not None and time.time() - start > deadline_s
@@ -84,6 +91,14 @@ def train_all(jobs: list[dict], out: Path, max_jobs: int, deadline_s: float | No
                 del running[run]
         time.sleep(1.0)
     return status
+
+
+def worker_env() -> dict[str, str]:
+    """Environment of the child processes: one BLAS / OpenMP thread each (many run at once)."""
+    env = dict(os.environ)
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[key] = "1"
+    return env
 
 
 def reached_step(run_dir: Path) -> int | None:
@@ -114,7 +129,7 @@ def evaluate_all(jobs: list[dict], args) -> None:
         if not ckpt.exists():
             continue
         defocus = run_defocus(args.out / "runs" / job["run"])
-        for target in ("published", "registered"):
+        for target in args.targets.split(","):
             dest = args.out / "eval" / job["run"] / target
             if (dest / "metrics.json").exists():
                 continue
@@ -127,7 +142,7 @@ def evaluate_all(jobs: list[dict], args) -> None:
         while todo and len(running) < args.jobs:
             cmd, log_path = todo.pop(0)
             log = open(log_path, "w")
-            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=worker_env()), log))
         for proc, log in list(running):
             if proc.poll() is not None:
                 log.close()
@@ -144,7 +159,7 @@ def reference_rows(args, folds: list[int]) -> list[dict]:
     rows = []
     for k in folds:
         train = DFDIndoor(args.root, f"cv{k}-train", augment=False)
-        val = DFDIndoor(args.root, f"cv{k}-val", aif_target="registered")
+        val = DFDIndoor(args.root, f"cv{k}-val")
         r = evaluate_model(TrivialBaseline(mean_depth(train)), val, dataset_name="dfd", device="cpu")
         rows.append({"depth": r.depth, "aif": r.aif, "gain": {}})
     return rows
@@ -152,7 +167,7 @@ def reference_rows(args, folds: list[int]) -> list[dict]:
 
 def summarise(jobs: list[dict], status: dict, args) -> str:
     parts, result = [], {"runs": {}, "arms": {}}
-    for target in ("published", "registered"):
+    for target in args.targets.split(","):
         arms: dict[str, list[dict]] = {}
         steps: dict[str, list[int]] = {}
         for job in jobs:
@@ -190,12 +205,15 @@ def main(argv=None) -> None:
     p.add_argument("--deadline-s", type=float, default=None, help="stop trainings still running after this many seconds")
     p.add_argument("--eval-only", action="store_true")
     p.add_argument("--reference", action="store_true", help="add the mean-training-depth row (CPU)")
+    p.add_argument("--targets", default="published,registered", help="AiF targets to score against")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = jobs_of(args)
     status = {} if args.eval_only else train_all(jobs, args.out, args.jobs, args.deadline_s)
     (args.out / "status.json").write_text(json.dumps(status, indent=1))
+    print("training done:", json.dumps(status), flush=True)
     evaluate_all(jobs, args)
+    print("evaluation done", flush=True)
     print(summarise(jobs, status, args))
 
 
