@@ -9,6 +9,6 @@ Modules: :mod:`.trainer` (the loop), :mod:`.optim` (optimizers, lr schedules), :
 
 from __future__ import annotations
 
-from .trainer import KILL_ENV, NonFiniteLossError, RunResult, resolve_device, train
+from .trainer import KILL_ENV, NonFiniteLossError, RunResult, train
 
-__all__ = ["train", "RunResult", "NonFiniteLossError", "resolve_device", "KILL_ENV"]
+__all__ = ["train", "RunResult", "NonFiniteLossError", "KILL_ENV"]

@@ -38,8 +38,10 @@ from torch import nn
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import ExperimentConfig, apply_overrides, config_from_dict, dump_config, load_config
+from ..devices import device_type, resolve_device
 from ..errors import InputError, TwohdedError
 from ..io import atomic_write
+from ..metrics import DEPTH_KEYS, IMAGE_KEYS
 from . import ddp
 from .ema import ModelEMA
 from .logs import CSVLog, TensorBoardLog
@@ -47,16 +49,13 @@ from .optim import LRSchedule, StepScheduler, build_optimizer
 from .sampler import ShardedEpochSampler
 from .validation import metric_direction, validate
 
-__all__ = ["train", "RunResult", "NonFiniteLossError", "KILL_ENV", "resolve_device"]
+__all__ = ["train", "RunResult", "NonFiniteLossError", "KILL_ENV"]
 
 log = logging.getLogger("twohded.training")
 
 #: testing hook: ``TWOHDED_KILL_AT_STEP=N`` ends the process abruptly (``os._exit(137)``, no
 #: clean-up) right after optimizer step N, as a kill would; used to test ``--resume``.
 KILL_ENV = "TWOHDED_KILL_AT_STEP"
-
-DEPTH_METRICS = ("rmse", "abs_rel", "sq_rel", "rmse_log", "log10", "delta1", "delta2", "delta3")
-IMAGE_METRICS = ("psnr", "ssim")
 
 
 class NonFiniteLossError(TwohdedError):
@@ -81,24 +80,6 @@ class RunResult:
 # ------------------------------------------------------------------------------------------
 # set-up helpers
 # ------------------------------------------------------------------------------------------
-
-
-def _device_type(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return "cuda" if name.startswith("cuda") else "cpu"
-
-
-def resolve_device(name: str, local_rank: int = 0, distributed: bool = False) -> torch.device:
-    """``train.device`` -> a :class:`torch.device` (``auto``: CUDA if available)."""
-    kind = _device_type(name)
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"train.device={name}: no CUDA GPU is available here; use train.device=cpu (or auto)")
-        if distributed or name in ("auto", "cuda"):
-            return torch.device("cuda", local_rank)
-        return torch.device(name)
-    return torch.device("cpu")
 
 
 def _seed_all(seed: int) -> None:
@@ -205,7 +186,7 @@ def _best_metric(cfg: ExperimentConfig, outputs: tuple[str, ...]) -> str:
     name = cfg.train.best_metric
     if name == "auto":
         return "rmse" if "depth" in outputs else "psnr"
-    known = ["loss"] + (list(DEPTH_METRICS) if "depth" in outputs else []) + (list(IMAGE_METRICS) if "aif" in outputs else [])
+    known = ["loss"] + (list(DEPTH_KEYS) if "depth" in outputs else []) + (list(IMAGE_KEYS) if "aif" in outputs else [])
     if name not in known:
         raise InputError(f"train.best_metric={name!r}: model {cfg.model.name!r} is validated on {', '.join(known)}")
     return name
@@ -331,7 +312,7 @@ def train(
         cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
         cfg = apply_overrides(cfg, overrides)
 
-    info = ddp.init_distributed(_device_type(cfg.train.device))
+    info = ddp.init_distributed(device_type(cfg.train.device))
     try:
         return _Trainer(cfg, info, ckpt, resume_dir if ckpt is not None else None, run_dir, progress, verbose).run()
     finally:
@@ -359,7 +340,9 @@ class _Trainer:
     def setup(self) -> None:
         cfg, info = self.cfg, self.info
         t = cfg.train
-        self.device = resolve_device(t.device, info.local_rank, info.distributed)
+        # under torchrun every process trains on the GPU of its local rank
+        name = "cuda" if info.distributed and device_type(t.device) == "cuda" else t.device
+        self.device = resolve_device(name, option="train.device", index=info.local_rank)
         if t.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
