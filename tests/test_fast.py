@@ -207,7 +207,7 @@ def test_graph_bookkeeping_with_a_stand_in_graph(monkeypatch):
     """Capture on the second call of a shape, replay after, LRU of max_graphs shapes, returned tensors
     not overwritten by later replays, and a capture failure falling back to eager: with a CPU stand-in
     for the CUDA graph that, like a replay, writes into the same output buffers every time."""
-    import twohded.fast as fast
+    import twohded.fast.runner as runner_module
     from twohded.models import ModelOutput
 
     class Net(nn.Module):
@@ -221,29 +221,32 @@ def test_graph_bookkeeping_with_a_stand_in_graph(monkeypatch):
             return ModelOutput(depth=self.conv(x), aif=x.flip(1))
 
     class StandIn:
+        """Like :class:`twohded.cuda_graph.CapturedGraph`: static inputs, one output written in place per replay."""
+
         made: list = []
 
-        def __init__(self, fn, example):
-            if example.shape[-1] == 13:
+        def __init__(self, fn, example, **kwargs):
+            x = example["x"]
+            if x.shape[-1] == 13:
                 raise RuntimeError("operation not permitted when stream is capturing")
-            StandIn.made.append(tuple(example.shape))
-            self.fn, self.static_in = fn, example.clone()
+            StandIn.made.append(tuple(x.shape))
+            self.fn, self.static_in = fn, {"x": x.clone()}
             self.static_out = fn(self.static_in)
 
-        def __call__(self, x):
-            self.static_in.copy_(x)
+        def __call__(self, inputs):
+            self.static_in["x"].copy_(inputs["x"])
             for buf, new in zip(self.static_out, self.fn(self.static_in)):
                 buf.copy_(new)
             return self.static_out
 
-    monkeypatch.setattr(fast, "_Graph", StandIn)
+    monkeypatch.setattr(runner_module, "CapturedGraph", StandIn)
     run = prepare_inference(Net(), "cpu", InferenceSettings(max_graphs=2))
     run._graphs_on = True  # the CPU has no CUDA graphs: drive the bookkeeping directly
 
     def call(x):
         with torch.inference_mode():
             out, static = run._graph_call(x)
-            return fast._as_float(out, clone=static), static
+            return runner_module._as_float(out, clone=static), static
 
     a, b = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
     assert call(a)[1] is False and StandIn.made == []  # first call of a shape: eager
