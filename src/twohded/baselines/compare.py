@@ -57,8 +57,6 @@ from ..errors import InputError, TwohdedError
 
 log = logging.getLogger("twohded.compare")
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-CONFIGS = REPO_ROOT / "configs"
 FORMAT = "twohded-comparison/1"
 
 #: config file of each trained method, per dataset (the run folder is ``RUNS/<config name>``)
@@ -126,6 +124,7 @@ class Settings:
     checkpoints: dict[tuple[str, str], Path] = field(default_factory=dict)  # (method, dataset) -> path
     quick: bool = False
     seed: int = 0
+    configs: Path | None = None  # the repository's configs/ folder: names the run folders (see checkpoint_path)
 
 
 # ---------------------------------------------------------------------------------------
@@ -193,13 +192,17 @@ def build_data(key: str, s: Settings) -> DataSpec:
 
 
 def checkpoint_path(method: str, dataset: str, s: Settings) -> Path:
-    """Where ``method``'s checkpoint for ``dataset`` is expected: ``--checkpoint`` or ``RUNS/<config name>``."""
+    """Where ``method``'s checkpoint for ``dataset`` is expected: ``--checkpoint`` or ``RUNS/<config name>``.
+
+    The config name is read from ``s.configs`` (the repository's ``configs/`` folder) when it
+    holds the config; otherwise it is the config file's stem (what every shipped config uses).
+    """
     if (method, dataset) in s.checkpoints:
         return s.checkpoints[(method, dataset)]
     from ..config import load_config
 
-    config = CONFIGS / TRAINED[method][dataset]
-    if not config.exists():  # an installed package without the repository's configs/
+    config = Path(s.configs or ".") / TRAINED[method][dataset]
+    if s.configs is None or not config.exists():
         return s.runs / config.stem
     overrides = ["data.root=."] if dataset == "dfd" else []
     return s.runs / load_config(config, overrides).name
@@ -293,9 +296,10 @@ def measure_speed(model: nn.Module, batch: dict, device: torch.device, fast: boo
 # ---------------------------------------------------------------------------------------
 
 
-def _git_commit() -> str | None:
+def _git_commit(where: Path) -> str | None:
+    """The checkout's commit (``where``: a folder inside it), or None outside a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=where, capture_output=True, text=True, timeout=10)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -319,7 +323,7 @@ def run(s: Settings, progress: bool = True) -> dict:
     )
     from ..evaluate import evaluate_model
     from ..models import count_parameters
-    from ..predict import resolve_device
+    from ..devices import resolve_device
 
     unknown = sorted(set(s.methods) - set(ALL_METHODS))
     if unknown:
@@ -332,7 +336,7 @@ def run(s: Settings, progress: bool = True) -> dict:
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "device": _device_name(device),
         "torch": torch.__version__,
-        "commit": _git_commit(),
+        "commit": _git_commit(s.configs or Path(__file__).parent),
         "quick": s.quick,
         "command": ("python " + " ".join(sys.argv)) if sys.argv and sys.argv[0] else None,
         "settings": {
@@ -589,7 +593,8 @@ def write(report: dict, out: Path) -> tuple[Path, Path]:
 # ---------------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None = None) -> Settings:
+def parse_args(argv: list[str] | None = None, default_configs: Path | None = None) -> Settings:
+    """The command line -> :class:`Settings`; ``default_configs``: ``--configs`` when not given."""
     p = argparse.ArgumentParser(
         prog="compare_baselines.py",
         description="Evaluate 2HDED:NET and every baseline on the DFD validation set and on held-out synthetic "
@@ -618,6 +623,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument("--speed-iters", type=int, default=10, help="timed passes (default 10)")
     p.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
     p.add_argument("--no-fast", action="store_true", help="fp32 everywhere (default: bf16 autocast + channels-last on CUDA)")
+    p.add_argument("--configs", type=Path, default=default_configs,
+                   help="the repository's configs/ folder, to name the run folders (default: "
+                   + (f"{default_configs}" if default_configs else "none: run folders are named after the config files") + ")")
     p.add_argument("--quick", action="store_true", help="CI plumbing check: tiny sizes, 2 images, random weights without checkpoints")
     a = p.parse_args(argv)
 
@@ -651,14 +659,15 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         fast=not a.no_fast, dfd_preset=a.dfd_preset, synthetic_preset=a.synthetic_preset, synthetic_n=a.synthetic_n,
         synthetic_size=a.synthetic_size, mean_depth_items=a.mean_depth_items, tune_items=a.tune_items, reg=regs,
         cg_iterations=a.cg_iterations, batch_size=a.batch_size, speed_batch=a.speed_batch, warmup=a.warmup,
-        speed_iters=a.speed_iters, checkpoints=checkpoints, quick=a.quick,
+        speed_iters=a.speed_iters, checkpoints=checkpoints, quick=a.quick, configs=a.configs,
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, default_configs: Path | None = None) -> int:
+    """The command line of ``benchmarks/compare_baselines.py`` (which passes its checkout's ``configs/``)."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
-        s = parse_args(argv)
+        s = parse_args(argv, default_configs)
         from ..optics import get_preset
 
         get_preset(s.dfd_preset)
