@@ -39,7 +39,7 @@ from torch import nn
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import ExperimentConfig, apply_overrides, config_from_dict, dump_config, load_config
 from ..devices import device_type, resolve_device
-from ..errors import InputError, TwohdedError
+from ..errors import InputError
 from ..io import atomic_write
 from ..metrics import DEPTH_KEYS, IMAGE_KEYS
 from . import ddp
@@ -47,6 +47,7 @@ from .ema import ModelEMA
 from .logs import CSVLog, TensorBoardLog
 from .optim import LRSchedule, StepScheduler, build_optimizer
 from .sampler import ShardedEpochSampler
+from .step import NonFiniteLossError, TrainStep, wrap_ddp
 from .validation import metric_direction, validate
 
 __all__ = ["train", "RunResult", "NonFiniteLossError", "KILL_ENV"]
@@ -56,10 +57,6 @@ log = logging.getLogger("twohded.training")
 #: testing hook: ``TWOHDED_KILL_AT_STEP=N`` ends the process abruptly (``os._exit(137)``, no
 #: clean-up) right after optimizer step N, as a kill would; used to test ``--resume``.
 KILL_ENV = "TWOHDED_KILL_AT_STEP"
-
-
-class NonFiniteLossError(TwohdedError):
-    """The loss became NaN or infinite; the run stopped before applying that update."""
 
 
 @dataclass
@@ -396,22 +393,8 @@ class _Trainer:
 
         forward_model: nn.Module = self.model
         if info.distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             loss_uses = {"depth": cfg.loss.uses_depth, "aif": cfg.loss.uses_aif}
-            unused = any(not loss_uses[o] for o in self.outputs)
-            # static graph, no per-step BatchNorm buffer broadcast (only rank 0's statistics are
-            # saved and validated), 100 MB buckets: 1.93x one process on two H200s, against 1.70-1.80x
-            # with DDP's defaults (docs/speed.md)
-            forward_model = DDP(
-                self.model,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=unused,
-                static_graph=not unused,
-                broadcast_buffers=False,
-                bucket_cap_mb=100,
-                gradient_as_bucket_view=True,
-            )
+            forward_model = wrap_ddp(self.model, self.device, find_unused=any(not loss_uses[o] for o in self.outputs))
         if t.compile:
             forward_model = torch.compile(forward_model)
         self.forward_model = forward_model
@@ -431,6 +414,11 @@ class _Trainer:
         total = t.epochs * self.steps_per_epoch
         self.stop_step = min(total, t.max_steps) if t.max_steps else total
         self.scheduler = StepScheduler(self.optimizer, LRSchedule(cfg.schedule, self.steps_per_epoch, self.stop_step), cfg.optim.lr)
+        self.step_fn = TrainStep(
+            self.model, forward_model, self.loss_fn, self.optimizer, autocast=self.autocast, scaler=self.scaler,
+            channels_last=self.channels_last, grad_clip=cfg.optim.grad_clip, graphed=self.graphed, ema=self.ema,
+            scheduler=self.scheduler, info=info, saved_note=self._saved_note, notes=self.notes,
+        )
 
         # progress state
         self.step = 0
@@ -603,71 +591,14 @@ class _Trainer:
         return value < self.best_value if self.best_mode == "min" else value > self.best_value
 
     # -- one step --------------------------------------------------------------------------
+    def _saved_note(self) -> str:
+        last = self.run_dir / "last.pt"
+        return f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         from ..data import render_batch
 
-        cfg = self.cfg
-        batch = render_batch(batch, device=self.device)
-        loss_parts = None
-        if self.graphed is not None:
-            try:
-                loss_parts = self.graphed(batch)  # forward + loss + backward, replayed
-            except (InputError, NonFiniteLossError):
-                raise
-            except Exception as exc:  # a capture this model / torch cannot do: train eagerly
-                if self.graphed.graph is not None:
-                    raise
-                self.graphed = None
-                self.optimizer.zero_grad(set_to_none=True)
-                note = f"train.cuda_graphs off: the capture failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
-                self.notes.append(note)
-                log.warning(note)
-        if loss_parts is None:
-            image = batch["image"]
-            if self.channels_last:
-                image = image.contiguous(memory_format=torch.channels_last)
-            with self.autocast():
-                out = self.forward_model(image)
-            loss = self.loss_fn(out, depth=batch["depth"], aif=batch["aif"], mask=batch["mask"])
-            if self.scaler is not None:
-                self.scaler.scale(loss.total).backward()
-            else:
-                loss.total.backward()
-            loss_parts = loss.parts
-        keys = list(loss_parts)
-        values = ddp.all_reduce_mean(torch.stack([loss_parts[k].float() for k in keys]), self.info).tolist()
-        parts = dict(zip(keys, values))
-        if not all(math.isfinite(v) for v in values):
-            if self.graphed is None:
-                self.optimizer.zero_grad(set_to_none=True)
-            where = f"step {self.step + 1} (epoch {self.epoch + 1})"
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in parts.items())
-            last = self.run_dir / "last.pt"
-            saved = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
-            raise NonFiniteLossError(
-                f"{where}: the loss is not finite ({shown}); training stopped before applying this update, "
-                f"{saved}. Try a lower optim.lr, optim.grad_clip, train.amp=none, or check the data"
-            )
-        if cfg.optim.grad_clip is not None:
-            if self.scaler is not None:
-                self.scaler.unscale_(self.optimizer)
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-            if self.scaler is None and not bool(torch.isfinite(norm)):
-                raise NonFiniteLossError(
-                    f"step {self.step + 1}: the gradient norm is {float(norm)}; training stopped before applying this update"
-                )
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        if self.graphed is None:  # a replayed graph overwrites its gradient tensors
-            self.optimizer.zero_grad(set_to_none=True)
-        if self.ema is not None:
-            self.ema.update(self.model)
-        self.scheduler.step()
-        parts["loss"] = parts.pop("total")
-        return parts
+        return self.step_fn(render_batch(batch, device=self.device), step=self.step + 1, epoch=self.epoch + 1)
 
     # -- main ------------------------------------------------------------------------------
     def run(self) -> RunResult:
