@@ -25,7 +25,9 @@ render, inference, epoch, train, so that the time budget cuts the training compi
     row gives the max |difference| to the baseline's outputs on rendered synthetic scenes,
     relative to the output's range, and whether it is within bf16 tolerance.
 ``train``
-    training images/s at 256x256: the paper's setting (fp32 eager, SGD momentum 0.9, batch 4,
+    training images/s at 256x256 through the trainer's own step
+    (:class:`twohded.training.step.TrainStep`, DDP by :func:`~twohded.training.step.wrap_ddp`):
+    the paper's setting (fp32 eager, SGD momentum 0.9, batch 4,
     the hybrid loss) against bf16 autocast + channels-last + fused SGD at batch 4 and at a
     large batch (``--train-large-batch``, default 64), with a CUDA-graph step, and compiled; projected wall
     time of the paper's schedule (500 epochs x 795 images) at each throughput (model only: the
