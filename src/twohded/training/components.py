@@ -82,7 +82,7 @@ class Components:
             (None without validation).
         optimizer, scheduler, scaler: the optimisation (``scaler``: fp16 GradScaler or None).
         stop_step: the run ends at this step (``train.epochs`` or ``train.max_steps``).
-        step: the training step.
+        train_step: the training step.
         notes: what was switched off or set up, for the run's first lines.
         init_note: where the weights came from (``model.init_checkpoint``), or None.
     """
@@ -103,7 +103,7 @@ class Components:
     scheduler: StepScheduler
     scaler: Any
     stop_step: int
-    step: TrainStep
+    train_step: TrainStep
     notes: list[str] = field(default_factory=list)
     init_note: Optional[str] = None
 
@@ -147,7 +147,7 @@ def build_components(cfg: ExperimentConfig, info: ddp.DistInfo, model_state: dic
         device=device, amp_mode=amp_mode, autocast=autocast, channels_last=channels_last, data=data, model=model,
         ema=ema, outputs=outputs, n_params=count_parameters(model), loss_fn=loss_fn, best_metric=best,
         best_mode=metric_direction(best) if best else None, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-        stop_step=stop_step, step=step, notes=notes, init_note=init_note,
+        stop_step=stop_step, train_step=step, notes=notes, init_note=init_note,
     )
 
 

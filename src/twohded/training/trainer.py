@@ -303,7 +303,7 @@ class _Trainer:
         from ..data import render_batch
 
         p = self.progress
-        return self.c.step(render_batch(batch, device=self.c.device), step=p.step + 1, epoch=p.epoch + 1)
+        return self.c.train_step(render_batch(batch, device=self.c.device), step=p.step + 1, epoch=p.epoch + 1)
 
     # -- main ------------------------------------------------------------------------------
     def run(self) -> RunResult:
