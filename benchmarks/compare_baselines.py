@@ -18,8 +18,9 @@ OUT/comparison.json (+ each method's metrics). Details: docs/baselines.md and
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from twohded.baselines.compare import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(default_configs=Path(__file__).resolve().parents[1] / "configs"))

@@ -25,7 +25,9 @@ render, inference, epoch, train, so that the time budget cuts the training compi
     row gives the max |difference| to the baseline's outputs on rendered synthetic scenes,
     relative to the output's range, and whether it is within bf16 tolerance.
 ``train``
-    training images/s at 256x256: the paper's setting (fp32 eager, SGD momentum 0.9, batch 4,
+    training images/s at 256x256 through the trainer's own step
+    (:class:`twohded.training.step.TrainStep`, DDP by :func:`~twohded.training.step.wrap_ddp`):
+    the paper's setting (fp32 eager, SGD momentum 0.9, batch 4,
     the hybrid loss) against bf16 autocast + channels-last + fused SGD at batch 4 and at a
     large batch (``--train-large-batch``, default 64), with a CUDA-graph step, and compiled; projected wall
     time of the paper's schedule (500 epochs x 795 images) at each throughput (model only: the
@@ -80,6 +82,9 @@ try:  # a checkout without ``pip install -e .``: use its src/
     import twohded  # noqa: F401
 except ImportError:
     sys.path.insert(0, str(ROOT / "src"))
+#: testing hook: ``TWOHDED_SPEED_FAIL_VARIANT=NAME`` makes that inference variant fail (tests check
+#: that a failing variant is recorded and the run goes on)
+FAIL_ENV = "TWOHDED_SPEED_FAIL_VARIANT"
 SECTIONS = ("matmul", "flops", "inference", "train", "epoch", "render", "profile")
 #: sections run when --sections is not given (profile is on request: it slows nothing else
 #: but prints a long table)
@@ -178,41 +183,6 @@ class Timer:
 # ---------------------------------------------------------------------------------------
 
 TINY_MODEL = "2hded-tiny-speedtest"
-
-
-def kernel_class(name: str) -> str:
-    """A coarse class of a profiler event or kernel name (for the profile section)."""
-    n = name.lower()
-    if n.startswith("triton_"):  # inductor's generated kernels: fused element-wise / reductions (named after the ops fused)
-        return "fused element-wise (Triton)"
-    if any(k in n for k in ("conv", "gemm", "matmul", "mm_", "sm90", "cutlass", "xmma", "wgrad", "dgrad", "implicit")):
-        return "convolution / matmul"
-    if any(k in n for k in ("cat", "copy", "memcpy", "contiguous", "transpose", "nchw", "nhwc")):
-        return "concatenation / copies"
-    if any(k in n for k in ("norm", "relu", "elementwise", "add", "mul", "clamp", "pool", "reduce", "vectorized")):
-        return "normalisation / element-wise / pooling"
-    return "other"
-
-
-def kernel_rows(events, cuda: bool, calls: int) -> list[dict[str, Any]]:
-    """Profiler key averages -> rows sorted by time: device kernels on CUDA, top-level aten ops on the CPU."""
-    rows = []
-    for e in events:
-        if cuda:
-            us = getattr(e, "self_device_time_total", None)
-            if us is None:
-                us = getattr(e, "self_cuda_time_total", 0.0)
-            if not us or getattr(e, "device_type", None) is None or "cuda" not in str(e.device_type).lower():
-                continue
-        else:
-            if not e.key.startswith("aten::"):
-                continue
-            us = e.self_cpu_time_total
-            if not us:
-                continue
-        rows.append({"name": e.key, "class": kernel_class(e.key), "ms_per_call": us / 1e3 / calls,
-                     "count_per_call": e.count / calls})
-    return sorted(rows, key=lambda r: -r["ms_per_call"])
 
 
 def tiny_twohded(**options):
@@ -493,6 +463,7 @@ class Benchmark:
         from torch.profiler import ProfilerActivity, profile
 
         from twohded.fast import InferenceSettings, prepare_inference
+        from twohded.profiling import kernel_rows
 
         self.set_backend_flags()
         h, w, b = max(self.inference_shapes(), key=lambda s: s[0] * s[1] * s[2])
@@ -674,6 +645,8 @@ class Benchmark:
             runner = None
             self.reset_memory()
             try:
+                if name == os.environ.get(FAIL_ENV):  # testing hook: a variant that fails
+                    raise RuntimeError(f"simulated failure of one variant ({FAIL_ENV})")
                 if settings is not None:
                     runner = prepare_inference(model, self.device, settings)
             except Exception as exc:
@@ -815,7 +788,10 @@ class Benchmark:
         return out
 
     def run_train_variant(self, v: dict[str, Any], ddp: bool) -> dict[str, Any]:
+        """The trainer's own step (:class:`twohded.training.step.TrainStep`, its DDP settings
+        :func:`~twohded.training.step.wrap_ddp`) on batches already on the device."""
         from twohded.losses import HybridLoss
+        from twohded.training.step import TrainStep, wrap_ddp
 
         size = self.train_size()
         self.set_backend_flags()
@@ -826,18 +802,11 @@ class Benchmark:
         loss_fn = HybridLoss()
         kwargs = {"fused": True} if v["fused"] else {}
         opt = torch.optim.SGD(model.parameters(), lr=2e-4, momentum=0.9, **kwargs)
-        fwd = model
-        if ddp:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            tuned = v.get("ddp_tuned", False)
-            kw = dict(static_graph=True, broadcast_buffers=False, bucket_cap_mb=100) if tuned else {}
-            fwd = DDP(model, device_ids=[self.device.index] if self.cuda else None, gradient_as_bucket_view=True, **kw)
+        fwd = wrap_ddp(model, self.device, find_unused=False, tuned=v.get("ddp_tuned", False)) if ddp else model
         if v["compile"]:
             fwd = torch.compile(fwd)
         data = self.train_pool(v["batch"], size)
         autocast = (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if v["amp"] else contextlib.nullcontext
-        state = {"i": 0, "loss": None}
         graphed = None
         if v.get("graphs"):
             from twohded.training.graphs import GraphedStep, graph_problem
@@ -846,28 +815,15 @@ class Benchmark:
             if problem:
                 raise RuntimeError(f"CUDA graph step unavailable: {problem}")
             graphed = GraphedStep(model, fwd, loss_fn, torch.bfloat16 if v["amp"] else None, v["channels_last"])
-
-        def graph_step():
-            b = data[state["i"] % len(data)]
-            state["i"] += 1
-            parts = graphed(b)
-            opt.step()
-            state["loss"] = parts["total"]
+        train_step = TrainStep(model, fwd, loss_fn, opt, autocast=autocast, channels_last=v["channels_last"],
+                               graphed=graphed)
+        state = {"i": 0, "loss": None}
 
         def step():
             b = data[state["i"] % len(data)]
             state["i"] += 1
-            image = b["image"].contiguous(memory_format=torch.channels_last) if v["channels_last"] else b["image"]
-            with autocast():
-                out = fwd(image)
-            loss = loss_fn(out, depth=b["depth"], aif=b["aif"], mask=b["mask"])
-            loss.total.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            state["loss"] = loss.total
+            state["loss"] = train_step(b, step=state["i"])["loss"]
 
-        if graphed is not None:
-            step = graph_step  # noqa: F811 - the variant's step
         row: dict[str, Any] = {"variant": v["name"], "batch": v["batch"], "size": size, "ddp": ddp,
                                "world_size": self.world if ddp else 1}
         t0 = time.perf_counter()
@@ -879,10 +835,10 @@ class Benchmark:
         block = 1 if self.q else max(2, min(20, 64 // v["batch"]))
         t = self.timer.measure(lambda: [step() for _ in range(block)], **self.iters("train"), per_call=block)
         row.update(t)
-        row["loss_finite"] = bool(torch.isfinite(state["loss"]).item())
+        row["loss_finite"] = math.isfinite(state["loss"])  # (TrainStep raises on a non-finite loss)
         row["images_per_s"] = v["batch"] / t["median_s"]  # per process
         row["peak_gib"] = self.peak_gib()
-        fwd = model = opt = data = None  # free them (the step closure goes with this frame)
+        fwd = model = opt = data = train_step = graphed = None  # free them (the step closure goes with this frame)
         if v["compile"]:
             import torch._dynamo as dynamo
 

@@ -274,3 +274,19 @@ def test_compare_skips_missing_checkpoints(tmp_path, capsys):
     md = (out / "comparison.md").read_text()
     assert "Not evaluated" in md and "no verdict" in md
     assert compare_main(["--out", str(out), "--checkpoint", "nope"]) == 2
+
+
+def test_compare_names_run_folders_from_a_given_configs_folder(tmp_path):
+    """The comparison needs no repository checkout: configs come from --configs (the benchmark
+    script passes its checkout's), else the run folders are named after the config files."""
+    from twohded.baselines.compare import Settings, checkpoint_path
+
+    bare = Settings(out=tmp_path, runs=tmp_path / "runs")
+    assert checkpoint_path("dncnn", "synthetic", bare) == tmp_path / "runs" / "dncnn_synthetic"
+    shipped = Settings(out=tmp_path, runs=tmp_path / "runs", configs=ROOT / "configs")
+    assert checkpoint_path("2hded", "dfd", shipped) == tmp_path / "runs" / "dfd_real"
+    own = tmp_path / "configs"
+    (own / "baselines").mkdir(parents=True)
+    (own / "baselines" / "dncnn_synthetic.yaml").write_text(f"base: {CONFIGS / 'dncnn_synthetic.yaml'}\nname: my_dncnn\n")
+    mine = Settings(out=tmp_path, runs=tmp_path / "runs", configs=own)
+    assert checkpoint_path("dncnn", "synthetic", mine) == tmp_path / "runs" / "my_dncnn"

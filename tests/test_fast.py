@@ -7,8 +7,10 @@ about 0.5 %). CUDA graphs are checked only where a GPU is present.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -207,7 +209,7 @@ def test_graph_bookkeeping_with_a_stand_in_graph(monkeypatch):
     """Capture on the second call of a shape, replay after, LRU of max_graphs shapes, returned tensors
     not overwritten by later replays, and a capture failure falling back to eager: with a CPU stand-in
     for the CUDA graph that, like a replay, writes into the same output buffers every time."""
-    import twohded.fast as fast
+    import twohded.fast.runner as runner_module
     from twohded.models import ModelOutput
 
     class Net(nn.Module):
@@ -221,29 +223,32 @@ def test_graph_bookkeeping_with_a_stand_in_graph(monkeypatch):
             return ModelOutput(depth=self.conv(x), aif=x.flip(1))
 
     class StandIn:
+        """Like :class:`twohded.cuda_graph.CapturedGraph`: static inputs, one output written in place per replay."""
+
         made: list = []
 
-        def __init__(self, fn, example):
-            if example.shape[-1] == 13:
+        def __init__(self, fn, example, **kwargs):
+            x = example["x"]
+            if x.shape[-1] == 13:
                 raise RuntimeError("operation not permitted when stream is capturing")
-            StandIn.made.append(tuple(example.shape))
-            self.fn, self.static_in = fn, example.clone()
+            StandIn.made.append(tuple(x.shape))
+            self.fn, self.static_in = fn, {"x": x.clone()}
             self.static_out = fn(self.static_in)
 
-        def __call__(self, x):
-            self.static_in.copy_(x)
+        def __call__(self, inputs):
+            self.static_in["x"].copy_(inputs["x"])
             for buf, new in zip(self.static_out, self.fn(self.static_in)):
                 buf.copy_(new)
             return self.static_out
 
-    monkeypatch.setattr(fast, "_Graph", StandIn)
+    monkeypatch.setattr(runner_module, "CapturedGraph", StandIn)
     run = prepare_inference(Net(), "cpu", InferenceSettings(max_graphs=2))
     run._graphs_on = True  # the CPU has no CUDA graphs: drive the bookkeeping directly
 
     def call(x):
         with torch.inference_mode():
             out, static = run._graph_call(x)
-            return fast._as_float(out, clone=static), static
+            return runner_module._as_float(out, clone=static), static
 
     a, b = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
     assert call(a)[1] is False and StandIn.made == []  # first call of a shape: eager
@@ -262,21 +267,20 @@ def test_graph_bookkeeping_with_a_stand_in_graph(monkeypatch):
     assert torch.equal(out.aif, x.flip(1))
 
 
-# --- the benchmark's machinery, on the CPU in --quick mode ---------------------------------------
+# --- the benchmark's machinery, on the CPU in --quick mode (the script as a user runs it) ---------
 
 
-def _benchmark_module():
-    path = REPO_ROOT / "benchmarks" / "speed_benchmark.py"
-    spec = importlib.util.spec_from_file_location("speed_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _benchmark(*args: str, env: dict | None = None) -> str:
+    cmd = [sys.executable, str(REPO_ROOT / "benchmarks" / "speed_benchmark.py"), "--quick", "--cpu", *args]
+    run_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")])),
+               **(env or {})}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=run_env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
 
-def test_speed_benchmark_quick_on_cpu(tmp_path, capsys):
-    bench = _benchmark_module()
-    assert bench.main(["--quick", "--cpu", "--out", str(tmp_path), "--scratch", str(tmp_path)]) == 0
-    text = capsys.readouterr().out
+def test_speed_benchmark_quick_on_cpu(tmp_path):
+    text = _benchmark("--out", str(tmp_path), "--scratch", str(tmp_path))
     assert "## summary: fast / baseline" in text and "## goals" in text
     result = json.loads((tmp_path / "speed_benchmark.json").read_text())
     assert result["failures"] == [], result["failures"]
@@ -296,19 +300,8 @@ def test_speed_benchmark_quick_on_cpu(tmp_path, capsys):
     assert not any(p.name.startswith("twohded_speed_") for p in tmp_path.iterdir())  # scratch removed
 
 
-def test_speed_benchmark_records_a_failing_variant_and_goes_on(tmp_path, monkeypatch):
-    import twohded.fast as fast
-
-    bench = _benchmark_module()
-    real = fast.prepare_inference
-
-    def flaky(model, device=None, settings=None):
-        if settings is not None and settings.fold_bn and settings.cuda_graphs is False and settings.cast_weights:
-            raise RuntimeError("simulated failure of one variant")
-        return real(model, device, settings)
-
-    monkeypatch.setattr(fast, "prepare_inference", flaky)
-    assert bench.main(["--quick", "--cpu", "--out", str(tmp_path), "--sections", "inference"]) == 0
+def test_speed_benchmark_records_a_failing_variant_and_goes_on(tmp_path):
+    _benchmark("--out", str(tmp_path), "--sections", "inference", env={"TWOHDED_SPEED_FAIL_VARIANT": "fast path, eager"})
     result = json.loads((tmp_path / "speed_benchmark.json").read_text())
     assert [f["variant"] for f in result["failures"]] == ["fast path, eager"]
     rows = result["sections"]["inference"]["rows"]
@@ -317,17 +310,22 @@ def test_speed_benchmark_records_a_failing_variant_and_goes_on(tmp_path, monkeyp
 
 
 def test_speed_benchmark_profile_section_classifies_the_time(tmp_path):
-    bench = _benchmark_module()
-    assert bench.main(["--quick", "--cpu", "--sections", "profile", "--out", str(tmp_path)]) == 0
+    _benchmark("--sections", "profile", "--out", str(tmp_path))
     runs = json.loads((tmp_path / "speed_benchmark.json").read_text())["sections"]["profile"]["runs"]
     assert [r["shape"] for r in runs] == [[32, 64, 2], [32, 64, 1]]  # the largest shape and its batch 1
     for prof in runs:
         assert prof["launches_per_call"] > 10 and prof["top"]
         assert max(prof["classes_ms_per_call"], key=prof["classes_ms_per_call"].get) == "convolution / matmul"
-    assert bench.kernel_class("triton_poi_fused_cat_convolution_relu_7") == "fused element-wise (Triton)"
-    assert bench.kernel_class("sm90_xmma_fprop_implicit_gemm_bf16") == "convolution / matmul"
-    assert bench.kernel_class("CatArrayBatchedCopy_contig") == "concatenation / copies"
-    assert bench.kernel_class("vectorized_elementwise_kernel<clamp_min>") == "normalisation / element-wise / pooling"
+
+
+def test_kernel_classes():
+    from twohded.profiling import kernel_class
+
+    assert kernel_class("triton_poi_fused_cat_convolution_relu_7") == "fused element-wise (Triton)"
+    assert kernel_class("sm90_xmma_fprop_implicit_gemm_bf16") == "convolution / matmul"
+    assert kernel_class("CatArrayBatchedCopy_contig") == "concatenation / copies"
+    assert kernel_class("vectorized_elementwise_kernel<clamp_min>") == "normalisation / element-wise / pooling"
+    assert kernel_class("something_else") == "other"
 
 
 def _mm_as_float(monkeypatch):

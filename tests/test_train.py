@@ -319,3 +319,21 @@ def test_init_checkpoint_fine_tunes_from_weights_and_drops_missing_heads(tmp_pat
         with pytest.raises(InputError):
             init_from_checkpoint(wrong, tmp_path / "a")
     assert cfg.model.init_checkpoint == str(tmp_path / "a")
+
+
+def test_progress_round_trips_through_the_checkpoint_layout():
+    """Progress: one object saved as last.pt's step/epoch/metrics + trainer_state, and read back."""
+    from twohded.training.progress import Progress
+
+    p = Progress(step=7, epoch=1, metrics={"rmse": 0.5}, step_in_epoch=3, best_value=0.4, time_s=1.5,
+                 history=[{"epoch": 1, "step": 4, "loss": 0.9}], last_val_step=4, epoch_sum={"loss": 2.0})
+    top, trainer_state = p.split()
+    assert top == {"step": 7, "epoch": 1, "metrics": {"rmse": 0.5}}
+    assert trainer_state["epoch_sum"] == {"loss": 2.0} and "step" not in trainer_state
+    back = Progress.from_checkpoint({**top, "trainer_state": {**trainer_state, "world_size": 1, "batch_size": 2}})
+    assert back == p
+    back.history.append({"epoch": 2})
+    assert len(p.history) == 1  # copies, not shared lists
+    assert Progress(step_in_epoch=0, epoch_sum={"loss": 1.0}).state_dict()["epoch_sum"] == {}  # only mid-epoch
+    old = Progress.from_checkpoint({"step": "5", "epoch": 2, "metrics": None, "trainer_state": {}})
+    assert (old.step, old.epoch, old.metrics, old.step_in_epoch, old.last_val_step) == (5, 2, {}, 0, -1)

@@ -50,8 +50,10 @@ __all__ = [
     "PROTOCOLS",
     "DatasetProtocol",
     "EvalResult",
+    "EvalPlan",
     "Region",
     "evaluate_model",
+    "plan_evaluation",
     "infer_dataset_name",
 ]
 
@@ -412,28 +414,147 @@ def evaluate_model(
         progress: show a progress bar.
         info: extra settings recorded in the result (e.g. ``checkpoint``, ``model_name``).
     """
-    from .data import render_batch
     from .fast import InferenceSettings, prepare_inference
-    from .predict import resolve_device
 
+    _check_arguments(protocol, figures, out_dir, batch_size, len(dataset))
+    plan = plan_evaluation(dataset, protocol, dataset_name, gt)
+    dev = _place(model, device)
+    if settings is None:
+        settings = InferenceSettings.from_flags(fast, compile)
+    scorer = _Scorer(plan, dev, _figure_indices(figures, len(dataset)))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
+                        pin_memory=dev.type == "cuda")
+    was_training = model.training
+    model.eval()
+    runner = prepare_inference(model, dev, settings)
+    try:
+        _score_batches(model, runner, loader, scorer, dev, progress)
+    finally:
+        model.train(was_training)
+    result = scorer.result(tuple(getattr(model, "outputs", ("depth", "aif"))), {
+        **(info or {}),
+        "device": str(dev),
+        "fast": bool(runner.settings.fast),
+        "inference": _inference_summary(runner),
+        "batch_size": batch_size,
+    })
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        for i, fig in enumerate(scorer.panels):
+            _write_figure(out_dir / "figures" / f"{i:03d}_{_safe(fig['name'])}.png", fig, result)
+        result.save(out_dir)
+    return result
+
+
+def _place(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    """Move ``model`` to ``device`` if given; else its own device (a parameter-free model, a
+    classical baseline, is placed by its buffers, else on the CPU)."""
+    from .devices import resolve_device
+
+    if device is None:
+        return next(itertools.chain(model.parameters(), model.buffers()), torch.zeros(())).device
+    dev = resolve_device(device)
+    model.to(dev)
+    return dev
+
+
+def _check_arguments(protocol: str, figures: int, out_dir, batch_size: int, n_items: int) -> None:
     if protocol not in PROTOCOLS:
         raise InputError(f"protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
     if figures and out_dir is None:
         raise InputError("figures need an output folder (out_dir)")
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    n_items = len(dataset)
     if n_items == 0:
         raise InputError("the dataset is empty: nothing to evaluate")
 
+
+def _figure_indices(figures: int, n_items: int) -> set[int]:
+    """``figures`` item indices evenly spread over ``n_items`` (empty set: no figures)."""
+    if not figures:
+        return set()
+    k = min(int(figures), n_items)
+    return {round(i * (n_items - 1) / max(1, k - 1)) for i in range(k)} if k > 1 else {0}
+
+
+# ---------------------------------------------------------------------------------------
+# What is scored: regions, caps and the ground truth's source
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalPlan:
+    """How one evaluation scores its items, decided from the dataset before the run.
+
+    Attributes:
+        protocol: ``"standard"`` or ``"paper"``.
+        dataset: dataset name (``"nyu"``, ...) or None.
+        proto: the dataset's :class:`DatasetProtocol` (min depth, note).
+        regions: the evaluated regions with their caps resolved (metres); the first is the primary.
+        border: NYU items' ``border`` (where the Eigen crop lies), else None.
+        native: ground truth by item name at the native resolution (None: the items' own).
+        gt_resolution: ``"input"``, ``"native"`` or ``"given"`` (recorded in the result).
+        notes: what could not be done as the protocol asks (also logged).
+    """
+
+    protocol: str
+    dataset: str | None
+    proto: DatasetProtocol
+    regions: tuple[Region, ...]
+    border: str | None
+    native: "_NativeGT | None"
+    gt_resolution: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def quantise(self) -> bool:
+        """The paper protocol truncates predictions to whole millimetres."""
+        return self.protocol == "paper"
+
+    @property
+    def ssim_window(self) -> str:
+        return "uniform" if self.protocol == "paper" else "gaussian"
+
+    def region_mask(self, region: Region, gt_depth: Tensor, gt_mask: Tensor) -> Tensor:
+        """``(1, H, W)`` bool: the valid ground truth inside ``region``."""
+        m = gt_mask.bool()
+        extra = _region_mask(region, gt_depth, self.border)
+        return m & extra if extra is not None else m
+
+    def clamp(self, pred: Tensor, region: Region) -> Tensor:
+        """The prediction clamped to the dataset's minimum depth and the region's cap (metres)."""
+        return pred.clamp(min=self.proto.min_depth, max=region.max_depth)
+
+    def settings(self) -> dict[str, Any]:
+        """The plan's part of :attr:`EvalResult.settings`."""
+        return {
+            "dataset": self.dataset,
+            "gt_resolution": self.gt_resolution,
+            "depth_note": self.proto.note if self.protocol == "standard" else _paper_note(self.proto, self.regions),
+            "regions": {r.name: {"max_depth": r.max_depth, "min_depth": self.proto.min_depth, "crop": r.crop}
+                        for r in self.regions},
+        }
+
+
+def plan_evaluation(dataset: Dataset, protocol: str = "standard", dataset_name: str | None = None,
+                    gt: str | Dataset = "auto") -> EvalPlan:
+    """The :class:`EvalPlan` of ``dataset`` under ``protocol`` (arguments as :func:`evaluate_model`'s)."""
     name = dataset_name or infer_dataset_name(dataset)
     if name == "cache":
         name = infer_dataset_name(dataset)
     proto = DEPTH_PROTOCOLS.get(name or "", GENERIC)
     frame = _frame_info(dataset)
     notes: list[str] = []
+    regions = _resolve_regions(proto, protocol, frame, dataset, notes)
+    native, gt_resolution = _ground_truth_source(gt, protocol, proto, frame, notes)
+    for note in notes:
+        log.warning("%s", note)
+    return EvalPlan(protocol, name, proto, regions, frame["border"], native, gt_resolution, notes)
 
-    # regions and caps
+
+def _resolve_regions(proto: DatasetProtocol, protocol: str, frame: dict, dataset: Dataset,
+                     notes: list[str]) -> tuple[Region, ...]:
+    """The protocol's regions with ``"dataset"`` caps resolved; the Eigen crop only where it can be placed."""
     regions = []
     for r in proto.regions:
         cap = _dataset_max_depth(dataset) if r.max_depth == "dataset" else r.max_depth
@@ -442,155 +563,147 @@ def evaluate_model(
                 notes.append("items are crops of the NYU frame: the Eigen crop cannot be placed, all valid pixels used")
             r = Region("valid", cap)
         regions.append(Region(r.name, cap, r.crop))
+    return tuple(regions)
 
-    # ground-truth source
-    native = None
+
+def _ground_truth_source(gt: str | Dataset, protocol: str, proto: DatasetProtocol, frame: dict,
+                         notes: list[str]) -> tuple["_NativeGT | None", str]:
+    """(native ground truth or None, ``gt_resolution``) for the ``gt`` argument of :func:`evaluate_model`."""
     if isinstance(gt, Dataset):
-        native = _NativeGT(gt)
-        gt_resolution = "given"
-    elif gt == "input" or protocol == "paper":
-        gt_resolution = "input"
-    elif gt == "auto":
-        gt_resolution = "input"
-        if proto.native_gt:
-            if not frame["resized"]:
-                gt_resolution = "native"  # the items are at the native resolution already
-            else:
-                ds = _native_dataset(frame)
-                if ds is not None:
-                    native = _NativeGT(ds)
-                    gt_resolution = "native"
-                else:
-                    notes.append("native-resolution ground truth not reachable (raw data not found, or the items "
-                                 "are crops of the frame): evaluated at the items' resolution")
-    else:
+        return _NativeGT(gt), "given"
+    if gt == "input" or protocol == "paper":
+        return None, "input"
+    if gt != "auto":
         raise InputError(f"gt={gt!r}: use 'auto', 'input' or a dataset")
-    for note in notes:
-        log.warning("%s", note)
-
-    # a parameter-free model (a classical baseline) is placed by its buffers, else on the CPU
-    dev = resolve_device(device) if device is not None else next(itertools.chain(model.parameters(), model.buffers()), torch.zeros(())).device
-    if device is not None:
-        model.to(dev)
-    if settings is None:
-        settings = InferenceSettings.from_flags(fast, compile)
-    ssim_window = "uniform" if protocol == "paper" else "gaussian"
-    quantise = protocol == "paper"
-    outputs = tuple(getattr(model, "outputs", ("depth", "aif")))
-
-    wanted = set()
-    if figures:
-        k = min(int(figures), n_items)
-        wanted = {round(i * (n_items - 1) / max(1, k - 1)) for i in range(k)} if k > 1 else {0}
-    panels: list[tuple[int, dict]] = []
-
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
-                        pin_memory=dev.type == "cuda")
-    avg_regions = {r.name: MetricAverager() for r in regions}
-    avg_aif, avg_input = MetricAverager(), MetricAverager()
-    per_image: list[dict] = []
-    was_training = model.training
-    model.eval()
-    runner = prepare_inference(model, dev, settings)
-    fast_on = bool(runner.settings.fast)
-    index = 0
-    try:
-        from tqdm import tqdm
-
-        for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
-            batch = render_batch(batch, device=dev)
-            image = batch["image"].float()
-            if getattr(model, "needs_depth", False):  # e.g. an oracle baseline: it is given the true depth
-                out = runner(image, depth=batch.get("render_depth", batch["depth"]).float())
-            else:
-                out = runner(image)
-            pred_depth = out.depth.float() if out.depth is not None else None
-            pred_aif = out.aif.float().clamp(0.0, 1.0) if out.aif is not None else None
-            for b in range(image.shape[0]):
-                item_name = str(batch["name"][b])
-                record: dict[str, Any] = {"name": item_name}
-                fig: dict[str, Any] = {}
-                if pred_depth is not None:
-                    if native is not None:
-                        gt_d, gt_m = native(item_name)
-                        gt_d, gt_m = gt_d.to(dev), gt_m.to(dev)
-                    else:
-                        gt_d, gt_m = batch["depth"][b], batch["mask"][b]
-                    p = pred_depth[b]
-                    if p.shape[-2:] != gt_d.shape[-2:]:
-                        p = F.interpolate(p[None], size=gt_d.shape[-2:], mode="bilinear", align_corners=False)[0]
-                    record["depth"] = {}
-                    for r in regions:
-                        m = gt_m.bool()
-                        extra = _region_mask(r, gt_d, frame["border"])
-                        if extra is not None:
-                            m = m & extra
-                        pr = p.clamp(min=proto.min_depth, max=r.max_depth)
-                        if quantise:
-                            pr = (torch.floor(pr * 1000.0) / 1000.0).clamp(min=proto.min_depth)
-                        metrics = depth_metrics(pr, gt_d, m, min_depth=proto.min_depth, max_depth=r.max_depth)
-                        avg_regions[r.name].add(metrics)
-                        record["depth"][r.name] = metrics
-                    if index in wanted:
-                        primary = regions[0]
-                        m = gt_m.bool()
-                        extra = _region_mask(primary, gt_d, frame["border"])
-                        if extra is not None:
-                            m = m & extra
-                        pc = p.clamp(min=proto.min_depth, max=primary.max_depth)
-                        fig.update(gt=gt_d.cpu(), mask=m.cpu(), pred=pc.cpu())
-                target = batch["aif"][b].float()
-                if _has_target(image[b], target):
-                    record["input"] = image_metrics(image[b], target, ssim_window)
-                    avg_input.add(record["input"])
-                    if pred_aif is not None:
-                        record["aif"] = image_metrics(pred_aif[b], target, ssim_window)
-                        avg_aif.add(record["aif"])
-                if index in wanted:
-                    fig.update(name=item_name, image=image[b].cpu(), target=target.cpu(),
-                               aif=pred_aif[b].cpu() if pred_aif is not None else None)
-                    panels.append((index, fig))
-                per_image.append(record)
-                index += 1
-    finally:
-        model.train(was_training)
-
-    depth_regions = {k: v.mean() for k, v in avg_regions.items() if v.images} if "depth" in outputs else {}
-    settings = {
-        **(info or {}),
-        "dataset": name,
-        "gt_resolution": gt_resolution,
-        "depth_note": proto.note if protocol == "standard" else _paper_note(proto, regions),
-        "regions": {r.name: {"max_depth": r.max_depth, "min_depth": proto.min_depth, "crop": r.crop} for r in regions},
-        "skipped_no_valid_depth": {k: v.skipped for k, v in avg_regions.items() if v.skipped},
-        "depth_quantised_mm": quantise,
-        "ssim_window": ssim_window,
-        "device": str(dev),
-        "fast": fast_on,
-        "inference": _inference_summary(runner),
-        "batch_size": batch_size,
-        "notes": notes,
-    }
-    result = EvalResult(
-        protocol=protocol,
-        dataset=name,
-        count=index,
-        depth=next(iter(depth_regions.values()), {}),
-        depth_regions=depth_regions,
-        aif=avg_aif.mean(),
-        input=avg_input.mean(),
-        per_image=per_image,
-        settings=settings,
-    )
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        for i, (idx, fig) in enumerate(panels):
-            _write_figure(out_dir / "figures" / f"{i:03d}_{_safe(fig['name'])}.png", fig, result)
-        result.save(out_dir)
-    return result
+    if not proto.native_gt:
+        return None, "input"
+    if not frame["resized"]:
+        return None, "native"  # the items are at the native resolution already
+    ds = _native_dataset(frame)
+    if ds is not None:
+        return _NativeGT(ds), "native"
+    notes.append("native-resolution ground truth not reachable (raw data not found, or the items "
+                 "are crops of the frame): evaluated at the items' resolution")
+    return None, "input"
 
 
-def _paper_note(proto: DatasetProtocol, regions: list[Region]) -> str:
+# ---------------------------------------------------------------------------------------
+# Scoring: per item, accumulated into the result
+# ---------------------------------------------------------------------------------------
+
+
+def _score_batches(model: nn.Module, runner, loader: DataLoader, scorer: "_Scorer", dev: torch.device,
+                   progress: bool) -> None:
+    """Render, predict and score every batch of ``loader``."""
+    from tqdm import tqdm
+
+    from .data import render_batch
+
+    for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
+        batch = render_batch(batch, device=dev)
+        image = batch["image"].float()
+        if getattr(model, "needs_depth", False):  # e.g. an oracle baseline: it is given the true depth
+            out = runner(image, depth=batch.get("render_depth", batch["depth"]).float())
+        else:
+            out = runner(image)
+        pred_depth = out.depth.float() if out.depth is not None else None
+        pred_aif = out.aif.float().clamp(0.0, 1.0) if out.aif is not None else None
+        for b in range(image.shape[0]):
+            scorer.add(batch, b, image[b], pred_depth[b] if pred_depth is not None else None,
+                       pred_aif[b] if pred_aif is not None else None)
+
+
+class _Scorer:
+    """Scores items one at a time and keeps the averages, the per-image records and figure panels."""
+
+    def __init__(self, plan: EvalPlan, device: torch.device, figure_indices: set[int]) -> None:
+        self.plan = plan
+        self.device = device
+        self.figure_indices = figure_indices
+        self.regions = {r.name: MetricAverager() for r in plan.regions}
+        self.aif, self.input = MetricAverager(), MetricAverager()
+        self.per_image: list[dict] = []
+        self.panels: list[dict] = []
+
+    def ground_truth(self, batch: dict, b: int, name: str) -> tuple[Tensor, Tensor]:
+        """``(1, H, W)`` depth (metres) and mask of item ``b``: the native frame's or the item's."""
+        if self.plan.native is not None:
+            d, m = self.plan.native(name)
+            return d.to(self.device), m.to(self.device)
+        return batch["depth"][b], batch["mask"][b]
+
+    def score_depth(self, pred: Tensor, gt_d: Tensor, gt_m: Tensor) -> dict[str, dict]:
+        """Region name -> depth metrics of ``pred`` ``(1, h, w)`` metres (resized to the ground truth's size)."""
+        plan = self.plan
+        out = {}
+        for r in plan.regions:
+            pr = plan.clamp(pred, r)
+            if plan.quantise:
+                pr = (torch.floor(pr * 1000.0) / 1000.0).clamp(min=plan.proto.min_depth)
+            metrics = depth_metrics(pr, gt_d, plan.region_mask(r, gt_d, gt_m), min_depth=plan.proto.min_depth,
+                                    max_depth=r.max_depth)
+            self.regions[r.name].add(metrics)
+            out[r.name] = metrics
+        return out
+
+    def add(self, batch: dict, b: int, image: Tensor, pred_depth: Tensor | None, pred_aif: Tensor | None) -> None:
+        """Score item ``b`` of ``batch``: ``image`` ``(3, H, W)``, predictions ``(1, H, W)`` metres / ``(3, H, W)``."""
+        index = len(self.per_image)
+        name = str(batch["name"][b])
+        record: dict[str, Any] = {"name": name}
+        fig: dict[str, Any] = {}
+        if pred_depth is not None:
+            gt_d, gt_m = self.ground_truth(batch, b, name)
+            p = pred_depth
+            if p.shape[-2:] != gt_d.shape[-2:]:
+                p = F.interpolate(p[None], size=gt_d.shape[-2:], mode="bilinear", align_corners=False)[0]
+            record["depth"] = self.score_depth(p, gt_d, gt_m)
+            if index in self.figure_indices:
+                primary = self.plan.regions[0]
+                fig.update(gt=gt_d.cpu(), mask=self.plan.region_mask(primary, gt_d, gt_m).cpu(),
+                           pred=self.plan.clamp(p, primary).cpu())
+        target = batch["aif"][b].float()
+        if _has_target(image, target):
+            record["input"] = image_metrics(image, target, self.plan.ssim_window)
+            self.input.add(record["input"])
+            if pred_aif is not None:
+                record["aif"] = image_metrics(pred_aif, target, self.plan.ssim_window)
+                self.aif.add(record["aif"])
+        if index in self.figure_indices:
+            fig.update(name=name, image=image.cpu(), target=target.cpu(),
+                       aif=pred_aif.cpu() if pred_aif is not None else None)
+            self.panels.append(fig)
+        self.per_image.append(record)
+
+    def result(self, outputs: tuple[str, ...], run_settings: dict[str, Any]) -> EvalResult:
+        """The :class:`EvalResult`; ``run_settings``: how the network ran (device, inference, ...)."""
+        plan = self.plan
+        depth_regions = {k: v.mean() for k, v in self.regions.items() if v.images} if "depth" in outputs else {}
+        info = dict(run_settings)
+        extra = {k: info.pop(k) for k in ("device", "fast", "inference", "batch_size") if k in info}
+        settings = {
+            **info,
+            **plan.settings(),
+            "skipped_no_valid_depth": {k: v.skipped for k, v in self.regions.items() if v.skipped},
+            "depth_quantised_mm": plan.quantise,
+            "ssim_window": plan.ssim_window,
+            **extra,
+            "notes": plan.notes,
+        }
+        return EvalResult(
+            protocol=plan.protocol,
+            dataset=plan.dataset,
+            count=len(self.per_image),
+            depth=next(iter(depth_regions.values()), {}),
+            depth_regions=depth_regions,
+            aif=self.aif.mean(),
+            input=self.input.mean(),
+            per_image=self.per_image,
+            settings=settings,
+        )
+
+
+def _paper_note(proto: DatasetProtocol, regions: tuple[Region, ...]) -> str:
     caps = ", ".join(f"{r.name} < {r.max_depth} m" if r.max_depth else r.name for r in regions)
     return f"paper protocol: whole valid frame at the network's resolution, {caps}, prediction truncated to mm"
 

@@ -236,20 +236,9 @@ def export_onnx(
         InputError: bad size, exporter or path; a missing package (``onnx``, ``onnxruntime``).
         ExportCheckError: onnxruntime disagrees with PyTorch beyond the tolerance.
     """
-    from . import __version__
     from .io import atomic_write
 
-    if exporter not in EXPORTERS:
-        raise InputError(f"exporter {exporter!r}: choose one of {', '.join(EXPORTERS)}")
-    if opset < 11:
-        raise InputError(f"opset {opset}: use 11 or newer")
-    path = Path(path)
-    if path.suffix.lower() != ".onnx":
-        raise InputError(f"{path}: the output file name must end in .onnx")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder; give a file name ending in .onnx")
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: already exists (use --overwrite to replace it)")
+    path = _check_arguments(path, exporter, opset, overwrite)
     multiple = _check_size(model, height, width)
     _require("onnx", "ONNX export")
     if check:
@@ -262,35 +251,11 @@ def export_onnx(
     model.to("cpu").eval()
     wrapper = _OnnxWrapper(model, names).eval()
     example = _example(1, height, width, seed=1234)
-    meta = {
-        "twohded.version": __version__,
-        "twohded.model": str(getattr(model, "name", None) or type(model).__name__),
-        "twohded.outputs": ",".join(names),
-        "twohded.multiple": str(multiple),
-        "twohded.input": f"image (N, 3, H, W) float32 RGB in [0, 1]; H and W multiples of {multiple}",
-        "twohded.units": "depth: metres; aif: [0, 1]",
-        **(metadata or {}),
-    }
-    used = exporter
+    meta = _metadata(model, names, multiple, metadata)
     report = None
     try:
         with atomic_write(path) as tmp:
-            if exporter in ("auto", "torchscript"):
-                try:
-                    _export_torchscript(wrapper, example, tmp, names, opset)
-                    used = "torchscript"
-                except Exception as exc:
-                    if exporter == "torchscript":
-                        raise InputError(f"{path}: ONNX export failed: {type(exc).__name__}: {_first_line(exc)}") from None
-                    log.warning("torchscript ONNX exporter failed (%s); trying the dynamo exporter", _first_line(exc))
-                    used = "dynamo"
-            if used == "dynamo":
-                try:
-                    _export_dynamo(wrapper, example, tmp, names, opset, multiple)
-                except InputError:
-                    raise
-                except Exception as exc:
-                    raise InputError(f"{path}: ONNX export failed: {type(exc).__name__}: {_first_line(exc)}") from None
+            used = _export(wrapper, example, tmp, names, opset, multiple, exporter, path)
             _add_metadata(tmp, meta)
             if check:
                 sizes = [(1, height, width), (2, height + multiple, width + 2 * multiple)]
@@ -304,6 +269,60 @@ def export_onnx(
         model.to(device).train(was_training)
     return ExportResult(path=path, outputs=names, size=(height, width), opset=opset, exporter=used, check=report,
                         metadata=meta)
+
+
+def _check_arguments(path: str | os.PathLike, exporter: str, opset: int, overwrite: bool) -> Path:
+    """``path`` as a :class:`Path`, or :class:`InputError` for a bad exporter, opset or output path."""
+    if exporter not in EXPORTERS:
+        raise InputError(f"exporter {exporter!r}: choose one of {', '.join(EXPORTERS)}")
+    if opset < 11:
+        raise InputError(f"opset {opset}: use 11 or newer")
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        raise InputError(f"{path}: the output file name must end in .onnx")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name ending in .onnx")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: already exists (use --overwrite to replace it)")
+    return path
+
+
+def _metadata(model: nn.Module, names: tuple[str, ...], multiple: int, extra: dict[str, str] | None) -> dict[str, str]:
+    """The file's ``metadata_props``: version, model, outputs, input size rule, units, plus ``extra``."""
+    from . import __version__
+
+    return {
+        "twohded.version": __version__,
+        "twohded.model": str(getattr(model, "name", None) or type(model).__name__),
+        "twohded.outputs": ",".join(names),
+        "twohded.multiple": str(multiple),
+        "twohded.input": f"image (N, 3, H, W) float32 RGB in [0, 1]; H and W multiples of {multiple}",
+        "twohded.units": "depth: metres; aif: [0, 1]",
+        **(extra or {}),
+    }
+
+
+def _export(wrapper: nn.Module, example: torch.Tensor, tmp: Path, names: tuple[str, ...], opset: int, multiple: int,
+            exporter: str, path: Path) -> str:
+    """Write the ONNX graph to ``tmp`` with ``exporter`` (``auto``: TorchScript, else dynamo); returns the one used."""
+    used = exporter
+    if exporter in ("auto", "torchscript"):
+        try:
+            _export_torchscript(wrapper, example, tmp, names, opset)
+            used = "torchscript"
+        except Exception as exc:
+            if exporter == "torchscript":
+                raise InputError(f"{path}: ONNX export failed: {type(exc).__name__}: {_first_line(exc)}") from None
+            log.warning("torchscript ONNX exporter failed (%s); trying the dynamo exporter", _first_line(exc))
+            used = "dynamo"
+    if used == "dynamo":
+        try:
+            _export_dynamo(wrapper, example, tmp, names, opset, multiple)
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(f"{path}: ONNX export failed: {type(exc).__name__}: {_first_line(exc)}") from None
+    return used
 
 
 def _first_line(exc: BaseException) -> str:

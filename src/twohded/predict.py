@@ -33,7 +33,6 @@ Decisions (see docs/evaluation.md):
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .devices import resolve_device
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -56,7 +56,6 @@ __all__ = [
     "OUTPUT_SUFFIXES",
     "Prediction",
     "Predictor",
-    "inference_context",
     "load_model",
     "output_paths",
     "resolve_device",
@@ -75,59 +74,6 @@ OUTPUT_SUFFIXES = {
     "depth": ("_depth.npy", "_depth.png", "_depth_color.png"),
     "aif": ("_aif.png",),
 }
-
-
-# ---------------------------------------------------------------------------------------
-# Devices and the fast path
-# ---------------------------------------------------------------------------------------
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` / ``"auto"``: CUDA if available, else CPU; otherwise the named device.
-
-    Raises :class:`InputError` for an unknown device or a CUDA device without a GPU.
-    """
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise InputError(f"--device {device!r}: not a device name ({exc})") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"--device {device}: no CUDA GPU is available here (use --device cpu)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
-    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise InputError(f"--device {device}: MPS is not available here")
-    return dev
-
-
-def use_fast(device: torch.device, fast: bool | None) -> bool:
-    """The bf16 fast path is on by default on CUDA and never used elsewhere."""
-    return device.type == "cuda" and (fast is None or bool(fast))
-
-
-def inference_context(device: torch.device, fast: bool):
-    """``torch.inference_mode`` plus, on the fast path, bf16 autocast (kept for compatibility;
-    prediction and evaluation use :func:`twohded.fast.prepare_inference`)."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(torch.inference_mode())
-    if fast and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        stack.enter_context(torch.autocast("cuda", dtype=dtype))
-    return stack
-
-
-def prepare_model(model: nn.Module, device: torch.device, fast: bool, compile: bool = False) -> nn.Module:
-    """Move ``model`` to ``device`` in eval mode; channels-last on the fast path; optional compile
-    (kept for compatibility; see :func:`twohded.fast.prepare_inference`)."""
-    model = model.to(device).eval()
-    if fast:
-        model = model.to(memory_format=torch.channels_last)
-    if compile:
-        model = torch.compile(model)
-    return model
 
 
 # ---------------------------------------------------------------------------------------

@@ -57,8 +57,6 @@ from ..errors import InputError, TwohdedError
 
 log = logging.getLogger("twohded.compare")
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-CONFIGS = REPO_ROOT / "configs"
 FORMAT = "twohded-comparison/1"
 
 #: config file of each trained method, per dataset (the run folder is ``RUNS/<config name>``)
@@ -126,6 +124,7 @@ class Settings:
     checkpoints: dict[tuple[str, str], Path] = field(default_factory=dict)  # (method, dataset) -> path
     quick: bool = False
     seed: int = 0
+    configs: Path | None = None  # the repository's configs/ folder: names the run folders (see checkpoint_path)
 
 
 # ---------------------------------------------------------------------------------------
@@ -193,13 +192,17 @@ def build_data(key: str, s: Settings) -> DataSpec:
 
 
 def checkpoint_path(method: str, dataset: str, s: Settings) -> Path:
-    """Where ``method``'s checkpoint for ``dataset`` is expected: ``--checkpoint`` or ``RUNS/<config name>``."""
+    """Where ``method``'s checkpoint for ``dataset`` is expected: ``--checkpoint`` or ``RUNS/<config name>``.
+
+    The config name is read from ``s.configs`` (the repository's ``configs/`` folder) when it
+    holds the config; otherwise it is the config file's stem (what every shipped config uses).
+    """
     if (method, dataset) in s.checkpoints:
         return s.checkpoints[(method, dataset)]
     from ..config import load_config
 
-    config = CONFIGS / TRAINED[method][dataset]
-    if not config.exists():  # an installed package without the repository's configs/
+    config = Path(s.configs or ".") / TRAINED[method][dataset]
+    if s.configs is None or not config.exists():
         return s.runs / config.stem
     overrides = ["data.root=."] if dataset == "dfd" else []
     return s.runs / load_config(config, overrides).name
@@ -293,9 +296,10 @@ def measure_speed(model: nn.Module, batch: dict, device: torch.device, fast: boo
 # ---------------------------------------------------------------------------------------
 
 
-def _git_commit() -> str | None:
+def _git_commit(where: Path) -> str | None:
+    """The checkout's commit (``where``: a folder inside it), or None outside a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, cwd=where, capture_output=True, text=True, timeout=10)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -311,15 +315,7 @@ def _device_name(device: torch.device) -> str:
 
 def run(s: Settings, progress: bool = True) -> dict:
     """Run the comparison; returns the ``comparison.json`` content (also written to ``s.out``)."""
-    from ..baselines import (
-        DepthThenDeconvolution,
-        TrivialBaseline,
-        mean_depth,
-        tune_regularisation,
-    )
-    from ..evaluate import evaluate_model
-    from ..models import count_parameters
-    from ..predict import resolve_device
+    from ..devices import resolve_device
 
     unknown = sorted(set(s.methods) - set(ALL_METHODS))
     if unknown:
@@ -327,12 +323,25 @@ def run(s: Settings, progress: bool = True) -> dict:
     device = resolve_device(s.device)
     s.out.mkdir(parents=True, exist_ok=True)
     say = print if progress else (lambda *a, **k: None)
-    report: dict[str, Any] = {
+    report = _report_header(s, device)
+    for key in s.datasets:
+        if key == "dfd" and s.dfd_root is None:
+            say("dfd: skipped (no --dfd-root)")
+            report["datasets"][key] = {"skipped": "no --dfd-root given"}
+            continue
+        report["datasets"][key] = _run_dataset(key, s, device, say)
+    write(report, s.out)
+    return report
+
+
+def _report_header(s: Settings, device: torch.device) -> dict[str, Any]:
+    """The report's fields other than the datasets' (which :func:`run` fills in)."""
+    return {
         "format": FORMAT,
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "device": _device_name(device),
         "torch": torch.__version__,
-        "commit": _git_commit(),
+        "commit": _git_commit(s.configs or Path(__file__).parent),
         "quick": s.quick,
         "command": ("python " + " ".join(sys.argv)) if sys.argv and sys.argv[0] else None,
         "settings": {
@@ -345,113 +354,136 @@ def run(s: Settings, progress: bool = True) -> dict:
         },
         "datasets": {},
     }
-    cg_iterations = 5 if s.quick else s.cg_iterations
-    for key in s.datasets:
-        if key == "dfd" and s.dfd_root is None:
-            say("dfd: skipped (no --dfd-root)")
-            report["datasets"][key] = {"skipped": "no --dfd-root given"}
+
+
+def _run_dataset(key: str, s: Settings, device: torch.device, say) -> dict[str, Any]:
+    """Every asked method on one evaluation set: the report's ``datasets[key]`` entry."""
+    data = build_data(key, s)
+    say(f"== {data.title}: {len(data.evaluation)} images")
+    entry: dict[str, Any] = {"title": data.title, "description": data.description, "count": len(data.evaluation),
+                             "preset": data.preset, "methods": {}, "skipped": {}}
+    speed_batch = _sample_batch(data.evaluation, s.speed_batch, device)
+    models = _load_models(key, s, entry, say)
+    regs = _deconvolution_weights(data, s, models, entry, device, say)
+    for method in s.methods:
+        for name, model, note, params in _method_models(method, data, s, models, regs, entry, say):
+            _evaluate_method(key, name, model, note, params, data, s, device, speed_batch, entry, say)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    entry["summary"] = summary_lines(entry)
+    return entry
+
+
+def _load_models(key: str, s: Settings, entry: dict, say) -> dict[str, tuple[nn.Module, str]]:
+    """The trained networks the asked methods need: method -> (model, note); missing ones in ``entry["skipped"]``."""
+    models: dict[str, tuple[nn.Module, str]] = {}
+    for method in ("2hded", "2hded-depth", "dncnn", "ircnn"):
+        needed = method in s.methods or (method == "2hded-depth" and any(m.endswith("-2hded-depth") for m in s.methods))
+        if not needed:
             continue
-        data = build_data(key, s)
-        say(f"== {data.title}: {len(data.evaluation)} images")
-        entry: dict[str, Any] = {"title": data.title, "description": data.description, "count": len(data.evaluation),
-                                 "preset": data.preset, "methods": {}, "skipped": {}}
-        report["datasets"][key] = entry
-        speed_batch = _sample_batch(data.evaluation, s.speed_batch, device)
-        models: dict[str, tuple[nn.Module, str]] = {}
-        for method in ("2hded", "2hded-depth", "dncnn", "ircnn"):
-            needed = method in s.methods or (method == "2hded-depth" and any(m.endswith("-2hded-depth") for m in s.methods))
-            if not needed:
-                continue
-            model, note = load_trained(method, key, s)
-            if model is None:
-                entry["skipped"][method] = note
-                say(f"  {method}: skipped: {note}")
-            else:
-                models[method] = (model, note)
+        model, note = load_trained(method, key, s)
+        if model is None:
+            entry["skipped"][method] = note
+            say(f"  {method}: skipped: {note}")
+        else:
+            models[method] = (model, note)
+    return models
 
-        regs: dict[str, float] = {}
-        for m in DECONV_METHODS:
-            runnable = [x for x in s.methods if x.startswith(f"deconv-{m}-") and (x.endswith("-oracle") or "2hded-depth" in models)]
-            if not runnable:
-                continue
-            if m in s.reg:
-                regs[m] = s.reg[m]
-                entry.setdefault("deconv_tuning", {})[m] = {"reg": regs[m], "chosen": "fixed (--reg)"}
-                continue
-            grid = (1e-4, 1e-2) if s.quick else None
-            opts = {"method": m, "iterations": cg_iterations} if m == "cg" else {"method": m}
-            kwargs = {"grid": grid} if grid else {}
-            t0 = time.perf_counter()
-            best, scores = tune_regularisation(data.training, data.preset, limit=1 if s.quick else s.tune_items,
-                                               device=device, **kwargs, **opts)
-            regs[m] = best
-            entry.setdefault("deconv_tuning", {})[m] = {
-                "reg": best, "chosen": f"best mean PSNR of the oracle on {min(len(data.training), 1 if s.quick else s.tune_items)} training item(s)",
-                "psnr_by_reg": {f"{k:g}": v for k, v in scores.items()}, "seconds": time.perf_counter() - t0,
-            }
-            say(f"  deconvolution {m}: reg {best:g} (tuned on training items: " + ", ".join(f"{k:g}: {v:.2f} dB" for k, v in scores.items()) + ")")
 
-        for method in s.methods:
-            rows: list[tuple[str, nn.Module, str, int]] = []
-            if method in MODEL_NAME:
-                if method not in models:
-                    continue
-                model, note = models[method]
-                rows.append((method, model, note, count_parameters(model)))
-            elif method.startswith("deconv-"):
-                _, m, source = method.split("-", 2)
-                if m not in regs:  # not runnable: no depth model
-                    entry["skipped"][method] = "needs the 2hded-depth checkpoint: " + entry["skipped"].get("2hded-depth", "missing")
-                    say(f"  {method}: skipped (no 2hded-depth checkpoint)")
-                    continue
-                opts: dict[str, Any] = {"method": m, "reg": regs[m]}
-                if m == "cg":
-                    opts["iterations"] = cg_iterations
-                if source == "oracle":
-                    model = DepthThenDeconvolution("oracle", data.preset, **opts)
-                    note = f"ground-truth depth; {m}, reg {regs[m]:g}" + (f", {cg_iterations} iterations" if m == "cg" else "")
-                    rows.append((method, model, note, 0))
-                else:
-                    if "2hded-depth" not in models:
-                        entry["skipped"][method] = "needs the 2hded-depth checkpoint: " + entry["skipped"].get("2hded-depth", "missing")
-                        say(f"  {method}: skipped (no 2hded-depth checkpoint)")
-                        continue
-                    depth_model, depth_note = models["2hded-depth"]
-                    model = DepthThenDeconvolution(depth_model, data.preset, depth_clamp_m=data.depth_clamp_m, **opts)
-                    note = f"depth from 2hded-depth ({depth_note}); {m}, reg {regs[m]:g}" + (f", {cg_iterations} iterations" if m == "cg" else "")
-                    rows.append((method, model, note, count_parameters(depth_model)))
-            elif method == "trivial":
-                limit = 4 if s.quick else s.mean_depth_items
-                depth_m = mean_depth(data.training, limit=limit)
-                rows.append(("trivial", TrivialBaseline(depth_m), f"mean depth of {min(len(data.training), limit)} training items: {depth_m:.3f} m", 0))
-            for name, model, note, params in rows:
-                t0 = time.perf_counter()
-                result = evaluate_model(model, data.evaluation, dataset_name=key, batch_size=s.batch_size, device=device,
-                                        settings=inference_settings(model, s.fast), out_dir=s.out / key / name,
-                                        info={"model_name": name, "note": note})
-                eval_s = time.perf_counter() - t0
-                speed = measure_speed(model, speed_batch, device, s.fast, 1 if s.quick else s.warmup, 2 if s.quick else s.speed_iters)
-                entry["methods"][name] = {
-                    "label": LABELS.get(name, name),
-                    "outputs": list(getattr(model, "outputs", ())),
-                    "note": note,
-                    "parameters": int(params),
-                    "depth": result.depth,
-                    "aif": result.aif,
-                    "input": result.input,
-                    "gain": result.gain,
-                    "speed": speed,
-                    "eval_seconds": eval_s,
-                }
-                shown = [f"depth RMSE {result.depth['rmse']:.3f} m" if result.depth else "",
-                         f"PSNR {result.aif['psnr']:.2f} dB" if result.aif else ""]
-                shown = ", ".join(x for x in shown if x) or "no metric"
-                say(f"  {name}: {shown}; {speed['images_per_s']:.1f} images/s ({eval_s:.1f} s)")
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-        entry["summary"] = summary_lines(entry)
-    write(report, s.out)
-    return report
+def _deconvolution_weights(data: DataSpec, s: Settings, models: dict, entry: dict, device: torch.device,
+                           say) -> dict[str, float]:
+    """The regularisation weight of each runnable deconvolution (``--reg``, or tuned on training items)."""
+    from ..baselines import tune_regularisation
+
+    regs: dict[str, float] = {}
+    limit = 1 if s.quick else s.tune_items
+    for m in DECONV_METHODS:
+        runnable = [x for x in s.methods if x.startswith(f"deconv-{m}-") and (x.endswith("-oracle") or "2hded-depth" in models)]
+        if not runnable:
+            continue
+        if m in s.reg:
+            regs[m] = s.reg[m]
+            entry.setdefault("deconv_tuning", {})[m] = {"reg": regs[m], "chosen": "fixed (--reg)"}
+            continue
+        opts = {"method": m, "iterations": _cg_iterations(s)} if m == "cg" else {"method": m}
+        if s.quick:
+            opts["grid"] = (1e-4, 1e-2)
+        t0 = time.perf_counter()
+        best, scores = tune_regularisation(data.training, data.preset, limit=limit, device=device, **opts)
+        regs[m] = best
+        entry.setdefault("deconv_tuning", {})[m] = {
+            "reg": best, "chosen": f"best mean PSNR of the oracle on {min(len(data.training), limit)} training item(s)",
+            "psnr_by_reg": {f"{k:g}": v for k, v in scores.items()}, "seconds": time.perf_counter() - t0,
+        }
+        say(f"  deconvolution {m}: reg {best:g} (tuned on training items: " + ", ".join(f"{k:g}: {v:.2f} dB" for k, v in scores.items()) + ")")
+    return regs
+
+
+def _cg_iterations(s: Settings) -> int:
+    return 5 if s.quick else s.cg_iterations
+
+
+def _method_models(method: str, data: DataSpec, s: Settings, models: dict, regs: dict[str, float], entry: dict,
+                   say) -> list[tuple[str, nn.Module, str, int]]:
+    """(name, model, note, parameters) to evaluate for ``method`` (``[]`` if it cannot run: noted in ``entry``)."""
+    from ..baselines import DepthThenDeconvolution, TrivialBaseline, mean_depth
+    from ..models import count_parameters
+
+    if method in MODEL_NAME:
+        if method not in models:
+            return []
+        model, note = models[method]
+        return [(method, model, note, count_parameters(model))]
+    if method == "trivial":
+        limit = 4 if s.quick else s.mean_depth_items
+        depth_m = mean_depth(data.training, limit=limit)
+        return [("trivial", TrivialBaseline(depth_m), f"mean depth of {min(len(data.training), limit)} training items: {depth_m:.3f} m", 0)]
+    if not method.startswith("deconv-"):
+        return []
+    _, m, source = method.split("-", 2)
+    if m not in regs or (source != "oracle" and "2hded-depth" not in models):  # not runnable: no depth model
+        entry["skipped"][method] = "needs the 2hded-depth checkpoint: " + entry["skipped"].get("2hded-depth", "missing")
+        say(f"  {method}: skipped (no 2hded-depth checkpoint)")
+        return []
+    iterations = _cg_iterations(s)
+    opts: dict[str, Any] = {"method": m, "reg": regs[m]}
+    if m == "cg":
+        opts["iterations"] = iterations
+    how = f"{m}, reg {regs[m]:g}" + (f", {iterations} iterations" if m == "cg" else "")
+    if source == "oracle":
+        return [(method, DepthThenDeconvolution("oracle", data.preset, **opts), f"ground-truth depth; {how}", 0)]
+    depth_model, depth_note = models["2hded-depth"]
+    model = DepthThenDeconvolution(depth_model, data.preset, depth_clamp_m=data.depth_clamp_m, **opts)
+    return [(method, model, f"depth from 2hded-depth ({depth_note}); {how}", count_parameters(depth_model))]
+
+
+def _evaluate_method(key: str, name: str, model: nn.Module, note: str, params: int, data: DataSpec, s: Settings,
+                     device: torch.device, speed_batch: dict, entry: dict, say) -> None:
+    """Evaluate and time one method; its entry goes into ``entry["methods"][name]``."""
+    from ..evaluate import evaluate_model
+
+    t0 = time.perf_counter()
+    result = evaluate_model(model, data.evaluation, dataset_name=key, batch_size=s.batch_size, device=device,
+                            settings=inference_settings(model, s.fast), out_dir=s.out / key / name,
+                            info={"model_name": name, "note": note})
+    eval_s = time.perf_counter() - t0
+    speed = measure_speed(model, speed_batch, device, s.fast, 1 if s.quick else s.warmup, 2 if s.quick else s.speed_iters)
+    entry["methods"][name] = {
+        "label": LABELS.get(name, name),
+        "outputs": list(getattr(model, "outputs", ())),
+        "note": note,
+        "parameters": int(params),
+        "depth": result.depth,
+        "aif": result.aif,
+        "input": result.input,
+        "gain": result.gain,
+        "speed": speed,
+        "eval_seconds": eval_s,
+    }
+    shown = [f"depth RMSE {result.depth['rmse']:.3f} m" if result.depth else "",
+             f"PSNR {result.aif['psnr']:.2f} dB" if result.aif else ""]
+    shown = ", ".join(x for x in shown if x) or "no metric"
+    say(f"  {name}: {shown}; {speed['images_per_s']:.1f} images/s ({eval_s:.1f} s)")
 
 
 # ---------------------------------------------------------------------------------------
@@ -589,7 +621,8 @@ def write(report: dict, out: Path) -> tuple[Path, Path]:
 # ---------------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None = None) -> Settings:
+def parse_args(argv: list[str] | None = None, default_configs: Path | None = None) -> Settings:
+    """The command line -> :class:`Settings`; ``default_configs``: ``--configs`` when not given."""
     p = argparse.ArgumentParser(
         prog="compare_baselines.py",
         description="Evaluate 2HDED:NET and every baseline on the DFD validation set and on held-out synthetic "
@@ -618,6 +651,9 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument("--speed-iters", type=int, default=10, help="timed passes (default 10)")
     p.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
     p.add_argument("--no-fast", action="store_true", help="fp32 everywhere (default: bf16 autocast + channels-last on CUDA)")
+    p.add_argument("--configs", type=Path, default=default_configs,
+                   help="the repository's configs/ folder, to name the run folders (default: "
+                   + (f"{default_configs}" if default_configs else "none: run folders are named after the config files") + ")")
     p.add_argument("--quick", action="store_true", help="CI plumbing check: tiny sizes, 2 images, random weights without checkpoints")
     a = p.parse_args(argv)
 
@@ -651,14 +687,15 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         fast=not a.no_fast, dfd_preset=a.dfd_preset, synthetic_preset=a.synthetic_preset, synthetic_n=a.synthetic_n,
         synthetic_size=a.synthetic_size, mean_depth_items=a.mean_depth_items, tune_items=a.tune_items, reg=regs,
         cg_iterations=a.cg_iterations, batch_size=a.batch_size, speed_batch=a.speed_batch, warmup=a.warmup,
-        speed_iters=a.speed_iters, checkpoints=checkpoints, quick=a.quick,
+        speed_iters=a.speed_iters, checkpoints=checkpoints, quick=a.quick, configs=a.configs,
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, default_configs: Path | None = None) -> int:
+    """The command line of ``benchmarks/compare_baselines.py`` (which passes its checkout's ``configs/``)."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
-        s = parse_args(argv)
+        s = parse_args(argv, default_configs)
         from ..optics import get_preset
 
         get_preset(s.dfd_preset)

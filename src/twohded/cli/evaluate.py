@@ -10,10 +10,10 @@ Writes ``OUT/metrics.json``, ``OUT/metrics.md`` and ``OUT/figures/*.png``; see d
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from ..errors import InputError
+from .options import add_fast_arguments, check_out_dir
 
 DATA_NAMES = ("nyu", "make3d", "dfd", "folder", "synthetic", "cache")
 #: datasets whose defocus is rendered: render on the evaluation device (``deferred``)
@@ -59,18 +59,6 @@ def add_parser(sub) -> None:
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the checkpoint has EMA weights")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-
-
-def add_fast_arguments(p) -> None:
-    """``--fast/--no-fast``, ``--compile``, ``--compile-mode`` (shared with ``twohded predict``)."""
-    from ..fast import COMPILE_MODES
-
-    p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=None,
-                   help="the fast path: BatchNorm folding, bf16 autocast, channels-last, CUDA graphs "
-                   "(default: on for CUDA GPUs, off on the CPU; --no-fast: plain fp32; docs/speed.md)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network (minutes of compilation per input size)")
-    p.add_argument("--compile-mode", choices=COMPILE_MODES, default=None,
-                   help="torch.compile mode (implies --compile; default: torch's default)")
 
 
 def parse_options(pairs: list[str]) -> dict:
@@ -125,23 +113,11 @@ def build_eval_dataset(args: argparse.Namespace):
     return dataset
 
 
-def check_out_dir(out: Path) -> None:
-    """Create ``out`` (or fail with one line) and check it can be written."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: output path exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot create output folder: {exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise InputError(f"{out}: output folder is not writable")
-
-
 def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_checkpoint, model_from_checkpoint
     from ..evaluate import evaluate_model
     from ..fast import InferenceSettings
-    from ..predict import resolve_device
+    from ..devices import resolve_device
 
     for name in ("batch_size",):
         if getattr(args, name) < 1:

@@ -14,11 +14,11 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
+from .options import add_fast_arguments, check_out_dir
 
 
 def add_parser(sub) -> None:
     from ..predict import DEFAULT_MAX_SIDE, DEFAULT_OVERLAP, MIN_SIDE
-    from .evaluate import add_fast_arguments
 
     p = sub.add_parser(
         "predict",
@@ -87,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
 
     from ..fast import InferenceSettings
     from ..predict import load_model, output_paths
-    from .evaluate import check_out_dir
 
     if args.batch_size < 1:
         raise InputError("--batch-size must be >= 1")

@@ -8,7 +8,8 @@ is one launch. What stays outside the graph: the optimizer step, gradient clippi
 learning-rate schedule, EMA, logging and the non-finite check (which therefore still stops
 before a bad update is applied).
 
-How (PyTorch's "partial network capture"): two warm-up passes on a side stream (cuDNN picks
+How (PyTorch's "partial network capture", with :class:`twohded.cuda_graph.CapturedGraph`,
+the helper the inference path uses too): two warm-up passes on a side stream (cuDNN picks
 its algorithms; their gradients are dropped and the BatchNorm statistics they touched are
 restored), then the capture with the gradients unset, so that the graph owns the gradient
 tensors and every replay overwrites them: the optimizer reads them as usual and they are never
@@ -27,6 +28,8 @@ from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
+
+from ..cuda_graph import CapturedGraph
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,7 @@ class GraphedStep:
         self.loss_fn = loss_fn
         self.dtype = autocast_dtype
         self.channels_last = channels_last
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self.graph: CapturedGraph | None = None
         self.static: dict[str, Tensor] = {}
         self.parts: dict[str, Tensor] = {}
         self.replays = 0
@@ -84,32 +87,27 @@ class GraphedStep:
 
     def _capture(self, batch: dict[str, Tensor]) -> None:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        self.static = {k: batch[k].clone(memory_format=fmt if k == "image" else torch.contiguous_format) for k in KEYS}
+        example = {k: batch[k].contiguous(memory_format=fmt if k == "image" else torch.contiguous_format) for k in KEYS}
         params = [p for p in self.model.parameters() if p.requires_grad]
         saved = [b.detach().clone() for b in self.model.buffers()]  # BatchNorm statistics
-        for p in params:
-            p.grad = None
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                self._run(self.static)
-                for p in params:
-                    p.grad = None
-        torch.cuda.current_stream().wait_stream(side)
-        with torch.no_grad():
-            for b, s in zip(self.model.buffers(), saved):
-                b.copy_(s)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self.parts = self._run(self.static)
-        self.graph = graph
+
+        def drop_grads() -> None:
+            for p in params:
+                p.grad = None
+
+        def restore_buffers() -> None:
+            with torch.no_grad():
+                for b, s in zip(self.model.buffers(), saved):
+                    b.copy_(s)
+
+        drop_grads()
+        self.graph = CapturedGraph(self._run, example, warmup=2, after_warmup_call=drop_grads,
+                                   before_capture=restore_buffers, capture_error_mode="global")
+        self.static = self.graph.static_in
+        self.parts = self.graph.static_out
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         if self.graph is None:
             self._capture(batch)
-        for k in KEYS:
-            self.static[k].copy_(batch[k], non_blocking=True)
-        self.graph.replay()
         self.replays += 1
-        return self.parts
+        return self.graph(batch)

@@ -17,37 +17,14 @@ import torch
 from torch import nn
 
 from ..data import render_batch
+from ..metrics import HIGHER_IS_BETTER, depth_metrics, image_metrics
 
 __all__ = ["validate", "metric_direction"]
 
 
-def _metrics_module():
-    try:
-        from .. import metrics
-
-        return metrics
-    except ImportError:  # pragma: no cover - metrics.py is part of the package
-        return None
-
-
 def metric_direction(name: str) -> str:
     """``"max"`` for metrics where larger is better (psnr, ssim, delta*), else ``"min"``."""
-    m = _metrics_module()
-    higher = getattr(m, "HIGHER_IS_BETTER", None) or {"psnr", "ssim", "delta1", "delta2", "delta3"}
-    return "max" if name in higher else "min"
-
-
-def _fallback_depth(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> dict | None:
-    valid = mask.bool() & torch.isfinite(gt) & (gt > 0)
-    if not bool(valid.any()):
-        return None
-    d = (pred.double() - gt.double())[valid]
-    return {"rmse": float(d.pow(2).mean().sqrt()), "abs_rel": float((d.abs() / gt.double()[valid]).mean())}
-
-
-def _fallback_image(pred: torch.Tensor, target: torch.Tensor) -> dict:
-    mse = float((pred.double().clamp(0, 1) - target.double().clamp(0, 1)).pow(2).mean())
-    return {"psnr": 10.0 * torch.log10(torch.tensor(1.0 / max(mse, 1e-10))).item()}
+    return "max" if name in HIGHER_IS_BETTER else "min"
 
 
 @torch.no_grad()
@@ -60,9 +37,6 @@ def validate(
     channels_last: bool = False,
 ) -> dict[str, float]:
     """Average loss and metrics of ``model`` over ``loader`` (deferred defocus rendered on ``device``)."""
-    m = _metrics_module()
-    depth_fn = m.depth_metrics if m is not None else _fallback_depth
-    image_fn = m.image_metrics if m is not None else _fallback_image
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
@@ -97,9 +71,9 @@ def validate(
             n_images += b
             for i in range(b):
                 if depth is not None:
-                    add(depth_fn(depth[i], batch["depth"][i], batch["mask"][i]))
+                    add(depth_metrics(depth[i], batch["depth"][i], batch["mask"][i]))
                 if aif is not None:
-                    add(image_fn(aif[i], batch["aif"][i]))
+                    add(image_metrics(aif[i], batch["aif"][i]))
     finally:
         model.train(was_training)
     out_metrics = {"loss": loss_sum / max(1, n_images)}
