@@ -43,7 +43,8 @@ from .errors import InputError
 from .io import atomic_write
 from .optics import Camera, Preset
 
-__all__ = ["CAMERA_FILE_SUFFIXES", "is_camera_file", "load_camera_file", "parse_camera", "dump_camera", "write_camera_file"]
+__all__ = ["CAMERA_FILE_SUFFIXES", "is_camera_file", "load_camera_file", "parse_camera", "dump_camera", "write_camera_file",
+           "camera_from_specs"]
 
 CAMERA_FILE_SUFFIXES = (".yaml", ".yml")
 FORMAT_VERSION = 1
@@ -254,3 +255,31 @@ def write_camera_file(path: str | os.PathLike, spec: Camera | Preset) -> Path:
     with atomic_write(path) as tmp:
         tmp.write_text(text)
     return path
+
+
+#: keys given together that replace each other: a new f-number replaces an aperture and so on
+_EXCLUSIVE = (("f_number", "aperture_mm"), ("pixel_pitch_um", "sensor_width_mm"))
+
+
+def camera_from_specs(base: Preset | None = None, where: str = "camera options", **specs) -> Preset:
+    """A preset from lens specs given as camera-file keys (``focal_length_mm=50, f_number=1.8,
+    focus_m=2, pixel_pitch_um=6, sigma_per_coc=0.25`` ...; None values are ignored), on top of
+    ``base`` (a fixed-camera preset) if given. ``sigma_per_coc`` defaults to 0.25 (the paper's)
+    when there is no base; ``where`` names the source in errors."""
+    specs = {k: v for k, v in specs.items() if v is not None}
+    data: dict = {}
+    if base is not None:
+        data = yaml.safe_load(dump_camera(base))
+        for pair in _EXCLUSIVE:
+            if any(k in specs for k in pair):
+                for k in pair:
+                    data.pop(k, None)
+        if "pixel_pitch_um" in specs:
+            data.pop("image_width_px", None)  # it went with the sensor width
+        if specs and "description" not in specs:
+            data.pop("description", None)  # the old one would describe the old camera
+    data.setdefault("psf", {"model": "gaussian", "sigma_per_coc": 0.25})
+    if "sigma_per_coc" in specs:
+        data["psf"] = {**data["psf"], "sigma_per_coc": specs.pop("sigma_per_coc")}
+    data.update(specs)
+    return parse_camera(data, where=where, default_name=str(data.get("name", "custom")))

@@ -1,0 +1,84 @@
+"""``twohded camera``: describe a camera setting (blur against depth) or calibrate it on photos.
+
+``twohded camera describe``: from lens specs (options) or a camera file, write the camera file,
+a figure of the blur against depth with the depth of field and the near/far ambiguity, and a
+short table (:mod:`twohded.camera_report`).
+
+``twohded camera calibrate``: fit the focus distance and blur gain of a camera to triplets of
+real photos (defocused photo, sharp photo, registered depth) and write the fitted camera file,
+a report and a residual figure (:mod:`twohded.calibration`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from ..errors import InputError
+
+#: option dest -> camera-file key (same units: mm, um, m)
+SPEC_OPTIONS = ("focal_length_mm", "f_number", "aperture_mm", "focus_m", "pixel_pitch_um", "sensor_width_mm",
+                "image_width_px", "sigma_per_coc", "coc_model", "name")
+
+
+def add_spec_options(p: argparse.ArgumentParser) -> None:
+    """``--preset`` and the lens-spec options (they override the preset's values)."""
+    p.add_argument("--preset", default=None,
+                   help="start from a built-in preset or a camera file (mycam.yaml); the options below override it")
+    g = p.add_argument_group("lens specs (camera-file keys; needed when there is no --preset)")
+    g.add_argument("--focal-length-mm", type=float, help="focal length, mm")
+    g.add_argument("--f-number", type=float, help="f-number N")
+    g.add_argument("--aperture-mm", type=float, help="aperture diameter, mm (instead of --f-number)")
+    g.add_argument("--focus-m", type=float, help="focus distance, m")
+    g.add_argument("--pixel-pitch-um", type=float, help="pixel size in the images, um")
+    g.add_argument("--sensor-width-mm", type=float, help="sensor width, mm (with --image-width-px, instead of the pitch)")
+    g.add_argument("--image-width-px", type=int, help="image width the sensor spans, px")
+    g.add_argument("--sigma-per-coc", type=float,
+                   help="Gaussian PSF sigma as a fraction of the CoC diameter (default 0.25, the paper's; D3-Net 0.3)")
+    g.add_argument("--coc-model", choices=("thin_lens", "paper_eq8"), help="CoC formula (default thin_lens)")
+    g.add_argument("--name", help="camera name (default: the preset's, or 'custom')")
+
+
+def preset_from_args(args: argparse.Namespace):
+    """The :class:`~twohded.optics.Preset` of ``--preset`` and the spec options."""
+    from ..camera_file import camera_from_specs
+    from ..optics import get_preset
+
+    base = get_preset(args.preset) if args.preset else None
+    specs = {k: getattr(args, k) for k in SPEC_OPTIONS}
+    if base is not None and not any(v is not None for v in specs.values()):
+        return base
+    try:
+        return camera_from_specs(base, where="camera options", **specs)
+    except InputError as exc:  # name the option, not the file key
+        raise InputError(re.sub(r"key '(\w+)'", lambda m: "--" + m.group(1).replace("_", "-"), str(exc))) from None
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("camera", help="describe a camera setting, or calibrate it on your own photos",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    csub = p.add_subparsers(dest="camera_command", metavar="ACTION")
+    d = csub.add_parser("describe", help="blur against depth, depth of field and ambiguity of a camera setting",
+                        description="Write OUT/camera.yaml, OUT/blur.png (blur sigma against depth, depth of field "
+                        "and near/far ambiguity shaded) and OUT/describe.md (table), and print the table.")
+    add_spec_options(d)
+    d.add_argument("--out", required=True, type=Path, help="output folder")
+    d.add_argument("--depth-range-m", type=float, nargs=2, default=(0.5, 10.0), metavar=("NEAR", "FAR"),
+                   help="depths of interest, metres (default 0.5 10)")
+    d.add_argument("--threshold-px", type=float, default=0.5,
+                   help="depth of field: blur sigma below this many pixels counts as sharp (default 0.5)")
+    d.add_argument("--depths-m", type=float, nargs="+", default=None, help="depths of the table (default: 8 over the range)")
+    d.set_defaults(func=run_describe)
+    p.set_defaults(func=lambda args: (p.print_help(), 1)[1])
+
+
+def run_describe(args: argparse.Namespace) -> int:
+    from ..camera_report import write_description
+
+    preset = preset_from_args(args)
+    report, paths = write_description(preset, args.out, depth_range_m=tuple(args.depth_range_m),
+                                      threshold_px=args.threshold_px, depths_m=args.depths_m)
+    print(report.markdown())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
