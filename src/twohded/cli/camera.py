@@ -70,6 +70,7 @@ def add_parser(sub) -> None:
                    help="depth of field: blur sigma below this many pixels counts as sharp (default 0.5)")
     d.add_argument("--depths-m", type=float, nargs="+", default=None, help="depths of the table (default: 8 over the range)")
     d.set_defaults(func=run_describe)
+    add_calibrate_parser(csub)
     p.set_defaults(func=lambda args: (p.print_help(), 1)[1])
 
 
@@ -80,5 +81,80 @@ def run_describe(args: argparse.Namespace) -> int:
     report, paths = write_description(preset, args.out, depth_range_m=tuple(args.depth_range_m),
                                       threshold_px=args.threshold_px, depths_m=args.depths_m)
     print(report.markdown())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def add_calibrate_parser(csub) -> None:
+    c = csub.add_parser(
+        "calibrate", help="fit a camera's focus and blur to your own triplets (defocused, sharp, depth)",
+        description="Fit the focus distance and blur gain of a lens (--preset / lens specs; default d3net_nyu's "
+        "lens) to real triplets: TRIPLETS/defocused/<stem> (the camera to calibrate), TRIPLETS/aif/<stem> (or rgb/: "
+        "a sharp photo of the same scene, e.g. at a small aperture; registered automatically) and "
+        "TRIPLETS/depth/<stem> (16-bit PNG in mm or .npy in m, aligned with the defocused photo). Writes "
+        "OUT/camera.yaml, OUT/calibration.md and .json (PSNR of rendered vs real defocus on the fitted and "
+        "held-out triplets, against the identity and the base preset) and OUT/residuals.png.")
+    src = c.add_mutually_exclusive_group(required=True)
+    src.add_argument("--triplets", type=Path, help="folder with defocused/, aif/ (or rgb/) and depth/")
+    src.add_argument("--dfd", type=Path, help="a DFD indoor root: fit on its train split, hold out its val split")
+    add_spec_options(c)
+    c.add_argument("--out", required=True, type=Path, help="output folder")
+    c.add_argument("--holdout", type=int, default=None,
+                   help="--triplets: hold out N evenly spaced triplets (default: a fifth, rounded down); "
+                   "--dfd: the val split is held out")
+    c.add_argument("--limit", type=int, default=None, help="fit on only N evenly spaced triplets (of the non-held-out)")
+    c.add_argument("--refine-scenes", type=int, default=None,
+                   help="triplets used by the renderer refinement (default all fitted; fewer is faster)")
+    c.add_argument("--no-refine", action="store_true", help="surrogate search only (fast, less exact)")
+    c.add_argument("--border", type=int, default=24, help="pixels ignored on each side (default 24)")
+    c.add_argument("--depth-frame", choices=("defocused", "sharp"), default="defocused",
+                   help="the depth is aligned with the defocused photo (default) or with the sharp one")
+    c.add_argument("--depth-median", type=int, default=5,
+                   help="median filter size for the depth against isolated wrong pixels (default 5; 1: none)")
+    c.add_argument("--depth-scale-m", type=float, default=1e-3, help="metres per unit of a 16-bit depth PNG (default 0.001)")
+    c.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest for these renders)")
+    c.set_defaults(func=run_calibrate)
+
+
+def _calibration_sets(args):
+    """(fitted, held-out) :class:`~twohded.calibration.TripletFiles` lists from the options."""
+    import numpy as np
+
+    from ..calibration import dfd_files, folder_files, holdout_split
+
+    if args.dfd is not None:
+        return dfd_files(args.dfd, "train", args.limit), dfd_files(args.dfd, "val")
+    files = folder_files(args.triplets)
+    n = len(files) // 5 if args.holdout is None else args.holdout
+    fitted, held = holdout_split(files, n)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise InputError(f"--limit must be >= 1, got {args.limit}")
+        fitted = [fitted[i] for i in np.linspace(0, len(fitted) - 1, min(args.limit, len(fitted))).round().astype(int)]
+    return fitted, held
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    from ..calibration import calibrate, load_triplets, torch_threads, write_calibration
+    from ..optics import get_preset
+
+    base = preset_from_args(args) if (args.preset or args.focal_length_mm) else get_preset("d3net_nyu")
+    fitted_files, held_files = _calibration_sets(args)
+    opts = dict(border=args.border, depth_frame=args.depth_frame, depth_scale_m=args.depth_scale_m,
+                median=args.depth_median)
+    print(f"loading and registering {len(fitted_files)} fitted and {len(held_files)} held-out triplets ...")
+    fitted, held = load_triplets(fitted_files, **opts), load_triplets(held_files, **opts)
+    name = args.name or f"{base.name}_calibrated"
+    argv = sys.argv[1:]
+    command = "twohded " + shlex.join(argv) if argv[:2] == ["camera", "calibrate"] else "twohded camera calibrate (from Python)"
+    with torch_threads(args.threads):
+        preset, result = calibrate(fitted, held, base, name=name, refine=not args.no_refine,
+                                   refine_scenes=args.refine_scenes, source=command)
+        paths = write_calibration(args.out, preset, base, result, (held or fitted)[0])
+    print()
+    print((paths["report"]).read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
