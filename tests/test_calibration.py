@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage as ndi
 
 import twohded
 from twohded.calibration import (

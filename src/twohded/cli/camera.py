@@ -19,7 +19,7 @@ from ..errors import InputError
 
 #: option dest -> camera-file key (same units: mm, um, m)
 SPEC_OPTIONS = ("focal_length_mm", "f_number", "aperture_mm", "focus_m", "pixel_pitch_um", "sensor_width_mm",
-                "image_width_px", "sigma_per_coc", "coc_model", "name")
+                "image_width_px", "sigma_per_coc", "coc_model", "name", "source")
 
 
 def add_spec_options(p: argparse.ArgumentParser) -> None:
@@ -38,6 +38,7 @@ def add_spec_options(p: argparse.ArgumentParser) -> None:
                    help="Gaussian PSF sigma as a fraction of the CoC diameter (default 0.25, the paper's; D3-Net 0.3)")
     g.add_argument("--coc-model", choices=("thin_lens", "paper_eq8"), help="CoC formula (default thin_lens)")
     g.add_argument("--name", help="camera name (default: the preset's, or 'custom')")
+    g.add_argument("--source", help="where the numbers come from (kept in the camera file)")
 
 
 def preset_from_args(args: argparse.Namespace):
