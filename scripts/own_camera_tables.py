@@ -17,6 +17,8 @@ from pathlib import Path
 
 from twohded.optics import get_preset
 
+REPO = Path(__file__).resolve().parents[1]
+PRESET_FIT = REPO / "docs" / "results" / "dfd_camera_fit.json"
 RUNS = {"own_camera_dfd5": "synthetic scenes with the 5-triplet camera (no real photo)",
         "own_camera_dfd5_ft": "the same, fine-tuned on the 70 real training photos"}
 
@@ -37,8 +39,12 @@ def calibration_table(out: Path) -> str:
                      f"{s['fitted'][name]['psnr']:.3f} | {s['held_out'][name]['psnr']:.3f} | "
                      f"{s['held_out']['identity (sharp photo as is)']['psnr']:.3f} | "
                      f"{s['held_out']['base preset d3net_nyu']['psnr']:.3f} | {r['runtime_s']:.0f} |")
-    lines.append(f"| preset dfd_indoor (scripts/fit_dfd_camera.py, 70 triplets) | 70 | {ref.focus_m:.3f} | "
-                 f"{ref.blur_gain_px_m():.3f} | 34.490 (docs/results/dfd_camera_fit.md) | 37.307 | 31.965 | 35.307 | 854 |")
+    fit = json.loads(PRESET_FIT.read_text())  # the run that made the preset
+    tr, va = fit["train"], fit["val"]
+    lines.append(f"| preset dfd_indoor ({fit['command']}, {PRESET_FIT.relative_to(REPO)}) | {fit['scenes']['train']} | "
+                 f"{ref.focus_m:.3f} | {ref.blur_gain_px_m():.3f} | {tr['fitted camera (dfd_indoor)']['psnr']:.3f} | "
+                 f"{va['fitted camera (dfd_indoor)']['psnr']:.3f} | {va['identity (f/8 as is)']['psnr']:.3f} | "
+                 f"{va['d3net_nyu (d3net mode)']['psnr']:.3f} | {fit['runtime_s']:.0f} |")
     lines += ["", "Commands: `" + "`, `".join(r["source"] for r in rows.values()) + "`."]
     return "\n".join(lines) + "\n"
 
