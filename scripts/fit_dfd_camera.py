@@ -36,7 +36,11 @@ border. Then every camera is evaluated at full resolution on the training and va
 scenes: the fitted one (with and without s0), ``d3net_nyu`` (in both render modes) and the
 identity (the aligned f/8 photo as it is).
 
-Writes ``<out>.md`` and ``<out>.json`` and prints the table.
+Writes ``<out>.md`` and ``<out>.json`` and prints the table. The fit itself is library code,
+:mod:`twohded.calibration` (``twohded camera calibrate`` runs it on any folder of triplets);
+this script composes it for DFD with the extra variants of its report (s0, D3-Net's render
+mode, unfiltered depth) and the fixed grid that fitted the ``dfd_indoor`` preset
+(:data:`twohded.calibration.DFD_GRID`).
 """
 
 from __future__ import annotations
@@ -48,378 +52,36 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage as ndi
 
-import twohded
-from twohded.optics import Camera, get_preset
-from twohded.registration import register_affine, warp
+from twohded.calibration import (
+    DFD_GRID,
+    SIGMA_LEVELS,
+    camera_from_fit,
+    dfd_triplets,
+    error_table,
+    evaluate_variants,
+    fit_camera,
+    per_bin_blur,
+)
+from twohded.optics import get_preset
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO.parent / "shared" / "data" / "dfd_indoor"
 
 #: the lens whose focus and pixel pitch are fitted: D3-Net's (f = 15 mm, f/2.8, sigma = 0.3 CoC)
 BASE_CAMERA = get_preset("d3net_nyu").camera
+#: --depth-frame of this script -> the library's name for it
+DEPTH_FRAMES = {"wide": "defocused", "narrow": "sharp"}
 
-#: sigma levels (full-resolution pixels) of the surrogate's blur stack
-#: (the measured blur stays below 4 px; a candidate's larger sigmas are clamped to the last level)
-SIGMA_LEVELS = np.concatenate([np.arange(0, 3.0, 0.1), np.arange(3.0, 6.0, 0.25), np.arange(6.0, 10.01, 0.5)])
-#: inverse-depth bins (1/m) of the surrogate's error tables
-INV_DEPTH_STEP = 0.02
-#: truncation of the Gaussians, in sigmas (as the renderer's default mode)
-TRUNCATE = 3.0
 
-
-# ---------------------------------------------------------------------------------------------
-# Scenes
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Scene:
-    """One scene ready for comparison.
-
-    ``sharp``: (3, H, W) float64, the f/8 photo warped into the f/2.8 frame (or any sharp
-    image); ``real``: (3, H, W) float64, the f/2.8 photo (or any blurred target); ``depth``:
-    (H, W) float64 metres, in the real image's frame; ``border``: pixels ignored on each side.
-    """
-
-    name: str
-    sharp: np.ndarray
-    real: np.ndarray
-    depth: np.ndarray
-    border: int = 24
-    shift: tuple[float, float] = (0.0, 0.0)  # f/8 -> f/2.8 shift at the centre (rows, cols), px
-    raw_depth: np.ndarray | None = None  # the depth before filtering (None: same as depth)
-
-    @property
-    def inner(self) -> tuple[slice, slice]:
-        b = self.border
-        return slice(b, self.real.shape[1] - b), slice(b, self.real.shape[2] - b)
-
-    @property
-    def r2(self) -> np.ndarray:
-        """Squared distance from the centre, 1 at the corners, (H, W)."""
-        h, w = self.real.shape[1:]
-        yy, xx = np.mgrid[0:h, 0:w]
-        return ((yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2) / (((h - 1) / 2) ** 2 + ((w - 1) / 2) ** 2)
-
-
-def load_scene(wide_path, narrow_path, depth_path, border: int = 24, depth_frame: str = "wide", median: int = 5) -> Scene:
-    """Read one DFD scene, register its f/8 photo onto the f/2.8 one, filter its depth."""
-    from twohded.io import read_depth, read_image
-
-    real = read_image(wide_path).double().numpy()
-    narrow = read_image(narrow_path).double().numpy()
-    raw_depth = depth = read_depth(depth_path).double().numpy()
-    affine = register_affine(narrow.mean(0), real.mean(0))
-    sharp = warp(narrow, affine)
-    if median > 1:
-        depth = ndi.median_filter(depth, median)
-    if depth_frame == "narrow":
-        depth = warp(depth[None], affine, order=0)[0]
-        raw_depth = warp(raw_depth[None], affine, order=0)[0]
-    h, w = real.shape[1:]
-    centre = np.array([(h - 1) / 2, (w - 1) / 2])
-    shift = affine.shift_at(tuple(centre))
-    return Scene(Path(wide_path).stem, sharp, real, depth, border, shift, raw_depth)
-
-
-def load_split(root, split: str, border: int, depth_frame: str, limit: int | None = None) -> list[Scene]:
-    from twohded.data import DFDIndoor
-
-    ds = DFDIndoor(root, split)
-    idx = range(len(ds.names)) if limit is None else np.linspace(0, len(ds.names) - 1, limit).round().astype(int)
-    return [load_scene(ds.wide_paths[i], ds.narrow_paths[i], ds.depth_paths[i], border, depth_frame) for i in idx]
-
-
-# ---------------------------------------------------------------------------------------------
-# Photometry and metrics
-# ---------------------------------------------------------------------------------------------
-
-
-def photometric_fit(pred: np.ndarray, real: np.ndarray, r2: np.ndarray, inner) -> np.ndarray:
-    """Least-squares ``(a, v, b)`` per channel, (3, 3), for ``real ~ (a + v r^2) pred + b``."""
-    params = np.zeros((pred.shape[0], 3))
-    rr = r2[inner].reshape(-1)
-    for c in range(pred.shape[0]):
-        p = pred[c][inner].reshape(-1)
-        design = np.stack([p, p * rr, np.ones_like(p)], axis=1)
-        params[c] = np.linalg.lstsq(design, real[c][inner].reshape(-1), rcond=None)[0]
-    return params
-
-
-def apply_photometric(pred: np.ndarray, params: np.ndarray, r2: np.ndarray) -> np.ndarray:
-    return (params[:, 0, None, None] + params[:, 1, None, None] * r2) * pred + params[:, 2, None, None]
-
-
-def ssim_separable(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
-    """:func:`twohded.metrics.ssim` (11x11 Gaussian window, sigma 1.5, "valid" region, mean
-    over channels) computed with two 1-D passes: the same number, much faster on the CPU."""
-    x = np.arange(-5, 6, dtype=np.float64)
-    g = np.exp(-(x**2) / (2 * 1.5**2))
-    g /= g.sum()
-
-    def filt(im):
-        out = ndi.correlate1d(ndi.correlate1d(im, g, axis=-1, mode="constant"), g, axis=-2, mode="constant")
-        return out[..., 5:-5, 5:-5]
-
-    mu_a, mu_b = filt(a), filt(b)
-    va, vb, vab = filt(a * a) - mu_a**2, filt(b * b) - mu_b**2, filt(a * b) - mu_a * mu_b
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * vab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (va + vb + c2))
-    return float(s.mean())
-
-
-def compare(pred: np.ndarray, scene: Scene, with_ssim: bool = True) -> dict[str, float]:
-    """PSNR (and SSIM) of ``pred`` vs the real image inside the border, after the photometric fit."""
-    r2 = scene.r2
-    fitted = apply_photometric(pred, photometric_fit(pred, scene.real, r2, scene.inner), r2)
-    a = np.clip(fitted[(slice(None), *scene.inner)], 0, 1)
-    b = scene.real[(slice(None), *scene.inner)]
-    mse = float(((a - b) ** 2).mean())
-    out = {"psnr": 10 * math.log10(1.0 / max(mse, 1e-12))}
-    if with_ssim:
-        out["ssim"] = ssim_separable(a, b)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Cameras and rendering
-# ---------------------------------------------------------------------------------------------
-
-
-def camera_from_fit(focus_m: float, gain_px_m: float, name: str = "dfd_indoor") -> Camera:
-    """D3-Net's lens focused at ``focus_m`` with the pixel pitch that gives ``sigma_px(x) =
-    gain_px_m * |1/S - 1/x|``."""
-    cam = BASE_CAMERA.with_(focus_m=float(focus_m), name=name)
-    return cam.with_(pixel_pitch_m=cam.sigma_per_coc * cam.coc_gain_m2() / float(gain_px_m))
-
-
-def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """(C, H, W) Gaussian blur with the renderer's kernel (radius ``ceil(3 sigma)``, mirror
-    padding as torch's ``reflect``), computed with SciPy (faster on the CPU)."""
-    if sigma <= 0:
-        return image
-    radius = min(int(math.ceil(TRUNCATE * sigma)), min(image.shape[-2:]) - 1)
-    return np.stack([ndi.gaussian_filter(c, float(sigma), mode="mirror", radius=radius) for c in image])
-
-
-def render(scene: Scene, camera: Camera | None, s0: float = 0.0, mode: str = "default", raw_depth: bool = False) -> np.ndarray:
-    """The scene's sharp image pre-blurred by ``s0`` px, then defocused with ``camera``
-    (None: no defocus), with the filtered depth (or the unfiltered one)."""
-    img = gaussian_blur(scene.sharp, s0)
-    if camera is None:
-        return img
-    depth = scene.raw_depth if raw_depth and scene.raw_depth is not None else scene.depth
-    out = twohded.render_defocus(torch.from_numpy(img).float(), torch.from_numpy(depth).float(), camera, mode=mode)
-    return out.double().numpy()
-
-
-# ---------------------------------------------------------------------------------------------
-# Surrogate search on per-depth-bin error tables
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Table:
-    """Squared error of one scene, per inverse-depth bin and sigma level (summed over
-    channels and pixels), ``err`` (bins, levels); ``count`` pixels per bin; ``inv`` the mean
-    inverse depth of each bin (1/m)."""
-
-    err: np.ndarray
-    count: np.ndarray
-    inv: np.ndarray
-
-
-def error_table(scene: Scene, levels: np.ndarray = SIGMA_LEVELS, step: float = INV_DEPTH_STEP) -> Table:
-    """Blur the sharp image at every sigma level and tabulate its squared error against the
-    real image per inverse-depth bin (photometric model fitted once, on low-pass versions of
-    both images, which the defocus hardly changes)."""
-    r2 = scene.r2
-    low_sharp, low_real = (np.stack([ndi.gaussian_filter(c, 6.0) for c in im]) for im in (scene.sharp, scene.real))
-    params = photometric_fit(low_sharp, low_real, r2, scene.inner)
-    inv = 1.0 / scene.depth[scene.inner].reshape(-1)
-    bins = np.floor(inv / step).astype(np.int64)
-    ids, bins = np.unique(bins, return_inverse=True)
-    count = np.bincount(bins, minlength=len(ids)).astype(np.float64)
-    mean_inv = np.bincount(bins, inv, minlength=len(ids)) / count
-    real = scene.real[(slice(None), *scene.inner)]
-    err = np.zeros((len(ids), len(levels)))
-    for k, s in enumerate(levels):
-        pred = apply_photometric(gaussian_blur(scene.sharp, float(s)), params, r2)[(slice(None), *scene.inner)]
-        e = ((pred - real) ** 2).sum(axis=0).reshape(-1)
-        err[:, k] = np.bincount(bins, e, minlength=len(ids))
-    return Table(err, count, mean_inv)
-
-
-def surrogate_scores(tables: list[Table], inv_focus: np.ndarray, gain: np.ndarray, s0: np.ndarray,
-                     levels: np.ndarray = SIGMA_LEVELS) -> np.ndarray:
-    """Mean PSNR (dB) over scenes for every (1/S, K, s0) of the grid, shape (len(inv_focus),
-    len(gain), len(s0)). Each bin takes ``sigma = sqrt((K |1/S - inv|)^2 + s0^2)``; its error is
-    interpolated linearly between sigma levels (clamped at the last level)."""
-    grid = torch.stack(torch.meshgrid(
-        torch.as_tensor(inv_focus, dtype=torch.float64), torch.as_tensor(gain, dtype=torch.float64),
-        torch.as_tensor(s0, dtype=torch.float64), indexing="ij"), dim=-1).reshape(-1, 3)
-    lv = torch.as_tensor(levels, dtype=torch.float64)
-    total = torch.zeros(grid.shape[0], dtype=torch.float64)
-    for t in tables:
-        inv = torch.from_numpy(t.inv)
-        err = torch.from_numpy(t.err)
-        n = 3.0 * float(t.count.sum())
-        mse = torch.zeros(grid.shape[0], dtype=torch.float64)
-        for start in range(0, grid.shape[0], 4096):
-            g = grid[start : start + 4096]
-            sig = torch.sqrt((g[:, 1:2] * (g[:, 0:1] - inv[None]).abs()) ** 2 + g[:, 2:3] ** 2)  # cand, bins
-            sig = sig.clamp(max=float(lv[-1]))
-            hi = torch.searchsorted(lv, sig.contiguous()).clamp(1, len(lv) - 1)
-            lo = hi - 1
-            w = ((sig - lv[lo]) / (lv[hi] - lv[lo])).clamp(0, 1)
-            rows = torch.arange(err.shape[0])[None].expand_as(hi)
-            e = (1 - w) * err[rows, lo] + w * err[rows, hi]
-            mse[start : start + 4096] = e.sum(dim=1) / n
-        total += -10.0 * torch.log10(mse.clamp_min(1e-12))
-    return (total / len(tables)).reshape(len(inv_focus), len(gain), len(s0)).numpy()
-
-
-def best_on_grid(scores: np.ndarray, inv_focus, gain, s0) -> tuple[float, float, float, float]:
-    i, j, k = np.unravel_index(int(np.argmax(scores)), scores.shape)
-    return float(inv_focus[i]), float(gain[j]), float(s0[k]), float(scores[i, j, k])
-
-
-def around(value: float, step: float, n: int, lo: float) -> np.ndarray:
-    """``2 n + 1`` points ``value + k step``, shifted up so that none is below ``lo``."""
-    pts = value + step * np.arange(-n, n + 1)
-    return pts + max(0.0, lo - pts[0])
-
-
-def surrogate_search(tables: list[Table], fit_s0: bool) -> dict:
-    """Coarse-to-fine grid search of (1/S, K[, s0]) on the error tables."""
-    inv_f = np.arange(0.05, 1.50001, 0.05)
-    gain = np.arange(0.0, 12.0001, 0.25)
-    s0 = np.arange(0.0, 1.50001, 0.1) if fit_s0 else np.zeros(1)
-    coarse = surrogate_scores(tables, inv_f, gain, s0)
-    f0, k0, z0, _ = best_on_grid(coarse, inv_f, gain, s0)
-    inv_f = around(f0, 0.01, 8, 0.01)
-    gain = around(k0, 0.05, 8, 0.0)
-    s0 = around(z0, 0.02, 8, 0.0) if fit_s0 else np.zeros(1)
-    fine = surrogate_scores(tables, inv_f, gain, s0)
-    f1, k1, z1, score = best_on_grid(fine, inv_f, gain, s0)
-    return {"inv_focus": f1, "focus_m": 1.0 / f1, "gain_px_m": k1, "s0_px": z1, "surrogate_psnr": score}
-
-
-# ---------------------------------------------------------------------------------------------
-# Refinement with the real renderer
-# ---------------------------------------------------------------------------------------------
-
-
-def renderer_score(scenes: list[Scene], inv_focus: float, gain: float, s0: float) -> float:
-    """Mean PSNR over scenes of ``render_defocus`` (default mode) vs the real image."""
-    cam = camera_from_fit(1.0 / inv_focus, max(gain, 1e-6))
-    return float(np.mean([compare(render(s, cam, s0), s, with_ssim=False)["psnr"] for s in scenes]))
-
-
-def renderer_refine(scenes: list[Scene], start: dict, step_inv: float = 0.02, step_gain: float = 0.1,
-                    max_moves: int = 3, log=print) -> dict:
-    """Local search with the real renderer: a 3x3 grid of (1/S, K) around ``start`` (s0 kept),
-    re-centred while the best is on the grid's edge (at most ``max_moves`` times)."""
-    f, k, z = start["inv_focus"], start["gain_px_m"], start["s0_px"]
-    cache: dict[tuple[float, float], float] = {}
-    for _ in range(max_moves + 1):
-        for df in (-step_inv, 0.0, step_inv):
-            for dk in (-step_gain, 0.0, step_gain):
-                key = (round(f + df, 6), round(max(k + dk, 0.0), 6))
-                if key not in cache and key[0] > 0:
-                    cache[key] = renderer_score(scenes, key[0], key[1], z)
-                    log(f"    renderer: S = {1 / key[0]:.3f} m, K = {key[1]:.3f} px m, s0 = {z:.2f} px: {cache[key]:.3f} dB")
-        (bf, bk), _ = max(cache.items(), key=lambda kv: kv[1])
-        if (bf, bk) == (round(f, 6), round(k, 6)):
-            break
-        f, k = bf, bk
-    (bf, bk), score = max(cache.items(), key=lambda kv: kv[1])
-    evaluations = [{"focus_m": 1.0 / f_, "gain_px_m": k_, "psnr": v} for (f_, k_), v in cache.items()]
-    return {"inv_focus": bf, "focus_m": 1.0 / bf, "gain_px_m": bk, "s0_px": z, "renderer_psnr": score,
-            "renderer_evaluations": evaluations}
-
-
-def fit_camera(scenes: list[Scene], fit_s0: bool, refine: bool = True, tables: list[Table] | None = None,
-               refine_on: list[Scene] | None = None, log=print) -> dict:
-    """Fit (S, K[, s0]) to scenes: surrogate search on their error tables (computed if not
-    given), then (optionally) the renderer refinement on ``refine_on`` (default: all scenes)."""
-    if tables is None:
-        tables = [error_table(s) for s in scenes]
-    coarse = surrogate_search(tables, fit_s0)
-    log(f"  surrogate: S = {coarse['focus_m']:.3f} m, K = {coarse['gain_px_m']:.3f} px m, "
-        f"s0 = {coarse['s0_px']:.2f} px, {coarse['surrogate_psnr']:.3f} dB")
-    result = {"surrogate": coarse}
-    if refine:
-        result.update(renderer_refine(refine_on or scenes, coarse, log=log))
-        result["renderer_scenes"] = len(refine_on or scenes)
-    else:
-        result.update({k: coarse[k] for k in ("inv_focus", "focus_m", "gain_px_m", "s0_px")})
-    return result
-
-
-# ---------------------------------------------------------------------------------------------
-# Per-depth-bin check
-# ---------------------------------------------------------------------------------------------
-
-
-def per_bin_blur(tables: list[Table], edges_m: list[float], levels: np.ndarray = SIGMA_LEVELS) -> list[dict]:
-    """Best single sigma (pooled squared error over scenes, parabolic refinement) for pixels in
-    each depth interval ``[edges_m[i], edges_m[i+1])``, plus the pixel count and mean depth."""
-    out = []
-    for lo, hi in zip(edges_m[:-1], edges_m[1:]):
-        err = np.zeros(len(levels))
-        n, inv_sum = 0.0, 0.0
-        for t in tables:
-            sel = (t.inv > 1.0 / hi) & (t.inv <= 1.0 / lo)
-            err += t.err[sel].sum(axis=0)
-            n += t.count[sel].sum()
-            inv_sum += (t.inv[sel] * t.count[sel]).sum()
-        if n == 0:
-            continue
-        k = int(np.argmin(err))
-        best = float(levels[k])
-        if 0 < k < len(levels) - 1:
-            x0, x1, x2 = levels[k - 1 : k + 2]
-            y0, y1, y2 = err[k - 1 : k + 2]
-            denom = (x0 - x1) * (x0 - x2) * (x1 - x2)
-            a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / denom
-            b = (x2**2 * (y0 - y1) + x1**2 * (y2 - y0) + x0**2 * (y1 - y2)) / denom
-            if a > 0:
-                best = float(np.clip(-b / (2 * a), x0, x2))
-        rmse0 = math.sqrt(err[0] / (3 * n))
-        rmse = math.sqrt(float(err.min()) / (3 * n))
-        out.append({"depth_m": [lo, hi], "pixels": int(n), "mean_inv_depth": inv_sum / n, "best_sigma_px": best,
-                    "rmse_unblurred": rmse0, "rmse_best": rmse})
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Main
-# ---------------------------------------------------------------------------------------------
-
-
-def evaluate(scenes: list[Scene], variants: dict[str, tuple[Camera | None, float, str, bool]], log=print) -> dict:
-    """Mean PSNR / SSIM of every variant (camera, s0, mode, raw depth) over ``scenes``; per-scene
-    values too."""
-    out = {}
-    for name, (cam, s0, mode, raw) in variants.items():
-        t = time.time()
-        per = [compare(render(s, cam, s0, mode, raw), s) for s in scenes]
-        out[name] = {
-            "psnr": float(np.mean([p["psnr"] for p in per])),
-            "ssim": float(np.mean([p["ssim"] for p in per])),
-            "per_scene": {s.name: p for s, p in zip(scenes, per)},
-        }
-        log(f"    {name}: {out[name]['psnr']:.3f} dB, SSIM {out[name]['ssim']:.4f} ({time.time() - t:.0f} s)")
-    return out
+def load_split(root, split: str, border: int, depth_frame: str, limit: int | None = None):
+    """DFD triplets of ``split`` (f/8 registered onto f/2.8, depth filtered); ``limit`` evenly spaced."""
+    return dfd_triplets(root, split, limit, border=border, depth_frame=DEPTH_FRAMES[depth_frame])
 
 
 def main(argv=None) -> None:
@@ -452,12 +114,12 @@ def main(argv=None) -> None:
     n_ref = min(args.refine_scenes, len(train))
     refine_on = [train[i] for i in np.linspace(0, len(train) - 1, n_ref).round().astype(int)]
     print(f"fitting (S, K) with s0 = 0 (the camera alone: what a preset can express); renderer on {n_ref} scenes ...")
-    fit0 = fit_camera(train, fit_s0=False, tables=tables, refine_on=refine_on)
+    fit0 = fit_camera(train, fit_s0=False, tables=tables, refine_on=refine_on, grid=DFD_GRID)
     print("fitting (S, K, s0) ...")
-    fit1 = fit_camera(train, fit_s0=True, tables=tables, refine_on=refine_on)
+    fit1 = fit_camera(train, fit_s0=True, tables=tables, refine_on=refine_on, grid=DFD_GRID)
 
-    cam0 = camera_from_fit(fit0["focus_m"], fit0["gain_px_m"])
-    cam1 = camera_from_fit(fit1["focus_m"], fit1["gain_px_m"], name="dfd_indoor+s0")
+    cam0 = camera_from_fit(fit0["focus_m"], fit0["gain_px_m"], BASE_CAMERA)
+    cam1 = camera_from_fit(fit1["focus_m"], fit1["gain_px_m"], BASE_CAMERA, name="dfd_indoor+s0")
     d3 = get_preset("d3net_nyu").camera
     variants = {
         "identity (f/8 as is)": (None, 0.0, "default", False),
@@ -468,9 +130,9 @@ def main(argv=None) -> None:
         "fitted camera + s0": (cam1, fit1["s0_px"], "default", False),
     }
     print("evaluating on the training scenes ...")
-    ev_train = evaluate(train, variants)
+    ev_train = evaluate_variants(train, variants)
     print("evaluating on the validation scenes (not used for fitting) ...")
-    ev_val = evaluate(val, variants)
+    ev_val = evaluate_variants(val, variants)
 
     # per-depth-bin check on the training scenes (surrogate tables: local blur, no occlusion)
     edges = [0.2, 0.6, 0.8, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 7.0, 10.0]

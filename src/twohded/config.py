@@ -84,7 +84,7 @@ class DataConfig:
     size: Union[int, str, None] = 256  # N, "WIDTHxHEIGHT" or None (native)
     resize: Optional[Literal["resize", "crop", "fit", "none"]] = None
     defocus: Optional[Literal["real", "render", "deferred", "none"]] = None
-    preset: Optional[str] = None  # renderer preset: paper | d3net_nyu | syndof
+    preset: Optional[str] = None  # renderer preset: paper | d3net_nyu | dfd_indoor | syndof | mycam.yaml
     flip: bool = True  # random horizontal flips (training split only)
     rotate_deg: float = 0.0  # random rotations in [-A, A] degrees of the crop windows (needs train.preload, resize: crop)
     blur_at: Literal["source", "output"] = "source"
@@ -336,10 +336,12 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
             f"data.root={example} to the command line"
         )
     if d.preset is not None:
-        from .optics import list_presets
+        from .optics import get_preset
 
-        if d.preset not in list_presets():
-            raise bad("data.preset", f"unknown preset {d.preset!r}; choose one of {', '.join(list_presets())}")
+        try:
+            get_preset(d.preset)  # a built-in name or a camera file (mycam.yaml)
+        except InputError as exc:
+            raise bad("data.preset", str(exc)) from None
     if d.size is not None:
         from .data import parse_size
 

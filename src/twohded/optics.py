@@ -21,12 +21,14 @@ case ``sigma_px(x) = K * |1/S - 1/x|`` with a constant ``K`` (:meth:`Camera.blur
 pixel-metres): blur is linear in inverse depth, zero at the focus distance and bounded by
 ``K / S`` far away.
 
-Presets (:func:`get_preset`): ``d3net_nyu``, ``paper``, ``dfd_indoor``, ``syndof``; see ``docs/physics.md``.
+Presets (:func:`get_preset`): ``d3net_nyu``, ``paper``, ``dfd_indoor``, ``syndof``, or a camera file
+(``mycam.yaml``, :mod:`twohded.camera_file`); see ``docs/physics.md``.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -260,6 +262,7 @@ class Preset:
     for every image (the sensor spans the frame whatever its resolution, as in SYNDOF), so the
     blur in pixels scales with the image width: rendering a 256-px frame gives the blur that
     rendering at 640 px and resizing would. If None, the camera's pixel pitch is absolute.
+    ``source`` / ``notes``: where the numbers come from, free text (camera files keep them).
     """
 
     name: str
@@ -268,6 +271,8 @@ class Preset:
     camera: Camera | None = None
     sampler: SyndofSampler | None = field(default=None)
     sensor_width_m: float | None = None
+    source: str = ""
+    notes: str = ""
 
     @property
     def width_relative(self) -> bool:
@@ -316,13 +321,39 @@ PRESETS: dict[str, Preset] = {
 
 
 def list_presets() -> list[str]:
-    """Names accepted by :func:`get_preset` and by ``render_defocus``."""
+    """Built-in names accepted by :func:`get_preset` and by ``render_defocus`` (a camera file
+    path, ``*.yaml``, is accepted too)."""
     return list(PRESETS)
 
 
-def get_preset(name: str) -> Preset:
-    """Look up a preset by name; :class:`InputError` lists the valid names otherwise."""
+def get_preset(name) -> Preset:
+    """A built-in preset by name, or a camera file (a path ending in ``.yaml`` / ``.yml`` or
+    containing a ``/``; see :mod:`twohded.camera_file`). :class:`InputError` otherwise, listing
+    the valid names."""
+    from .camera_file import is_camera_file
+
+    if is_camera_file(name):
+        return _load_cached(os.fspath(name))
     try:
         return PRESETS[name]
-    except KeyError:
-        raise InputError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+    except (KeyError, TypeError):
+        raise InputError(
+            f"unknown preset {name!r}; choose one of {', '.join(PRESETS)} or give a camera file (mycam.yaml)"
+        ) from None
+
+
+_FILE_CACHE: dict[tuple, Preset] = {}
+
+
+def _load_cached(path: str) -> Preset:
+    """A camera file, read again only when its size or modification time changes."""
+    from .camera_file import load_camera_file
+
+    try:
+        st = os.stat(path)
+        key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        return load_camera_file(path)  # raises the one-line "not found" error
+    if key not in _FILE_CACHE:
+        _FILE_CACHE[key] = load_camera_file(path)
+    return _FILE_CACHE[key]
