@@ -87,7 +87,7 @@ RGB_SUFFIXES = (".jpg", ".jpeg", ".png")
 AIF_TARGETS = ("published", "registered")
 
 #: registered f/8 photos of this process, by (f/8 path, f/2.8 path)
-_REGISTERED: dict[tuple[str, str], "torch.Tensor"] = {}
+_REGISTERED: dict = {}  # (f/8 path, f/2.8 path) -> (3, H, W) tensor
 
 
 def registered_narrow(narrow_path: Path, wide_path: Path):
