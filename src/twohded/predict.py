@@ -238,6 +238,22 @@ class Prediction:
             written.append(path)
         return written
 
+    def save_ply(
+        self, path: str | os.PathLike, intrinsics, colors: np.ndarray | None = None, step: int = 1,
+    ) -> int:
+        """Write the depth as a coloured binary PLY point cloud (metres; x right, y down, z
+        forward; :mod:`twohded.pointcloud`), atomically; returns the number of points.
+
+        ``intrinsics``: a :class:`twohded.pointcloud.Intrinsics` of this image's size. Colours:
+        ``colors`` ``(H, W, 3)`` in [0, 1] if given, else the all-in-focus image, else grey.
+        ``step``: keep every ``step``-th row and column.
+        """
+        from .pointcloud import save_point_cloud
+
+        if self.depth is None:
+            raise InputError("this model predicts no depth: no point cloud")
+        return save_point_cloud(path, self.depth, colors if colors is not None else self.aif, intrinsics, step)
+
 
 def save_depth_colormap(
     path: str | os.PathLike,
