@@ -12,7 +12,8 @@ temporary folder, then runs ``twohded predict FOLDER --checkpoint CK --out OUT -
 through the command line's own entry point ``--repeats`` times (into a fresh output folder
 each time) and prints each run's wall time and CPU time (all threads of this process: less
 sensitive than wall time to other programs on a shared machine), their medians and the
-medians per image. Only the public
+medians per image; then the CPU time of the colour maps alone (``save_depth_colormap``, the
+function ``predict`` calls, on ``--n`` random depth maps). Only the public
 entry points are used (``twohded.cli.main``, ``create_model``, ``save_checkpoint``), so the
 same script times any version of twohded (e.g. the commit before a change, from a
 ``git worktree`` of it with ``PYTHONPATH=<that worktree>/src``).
@@ -56,6 +57,19 @@ def make_checkpoint(folder: Path) -> Path:
     return path
 
 
+def time_colormap(n: int, width: int, height: int, folder: Path) -> float:
+    """CPU seconds of ``twohded.predict.save_depth_colormap`` (what predict calls) on ``n`` depth maps."""
+    from twohded.predict import save_depth_colormap
+
+    rng = np.random.default_rng(1)
+    depths = [rng.uniform(0.5, 10.0, (height, width)).astype(np.float32) for _ in range(n)]
+    save_depth_colormap(folder / "warmup.png", depths[0])  # imports and first-call set-up
+    c0 = time.process_time()
+    for i, d in enumerate(depths):
+        save_depth_colormap(folder / f"{i:04d}.png", d)
+    return time.process_time() - c0
+
+
 def main() -> None:
     from twohded.cli import main as cli_main
 
@@ -66,7 +80,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timed runs (default 3)")
     ap.add_argument("--batch-size", type=int, default=4, help="predict --batch-size (default 4)")
     ap.add_argument("--extra", action="append", default=[], help="further predict arguments, e.g. --extra=--ply")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         images = make_inputs(tmp, args.n, args.width, args.height)
@@ -83,10 +100,12 @@ def main() -> None:
             if rc != 0:
                 raise SystemExit(f"twohded predict exited {rc}")
             print(f"run {r + 1}: wall {times[-1]:.2f} s, CPU {cpu[-1]:.2f} s")
+        colormap_cpu = time_colormap(args.n, args.width, args.height, tmp / "colormaps")
     med, med_cpu = statistics.median(times), statistics.median(cpu)
     print(f"{args.n} images of {args.width}x{args.height}, torch threads {torch.get_num_threads()}: "
           f"median wall {med:.2f} s ({1000 * med / args.n:.1f} ms per image), "
-          f"median CPU {med_cpu:.2f} s ({1000 * med_cpu / args.n:.1f} ms per image) over {len(times)} run(s)")
+          f"median CPU {med_cpu:.2f} s ({1000 * med_cpu / args.n:.1f} ms per image) over {len(times)} run(s); "
+          f"of which the colour maps alone: CPU {colormap_cpu:.2f} s ({1000 * colormap_cpu / args.n:.1f} ms per image)")
 
 
 if __name__ == "__main__":

@@ -172,8 +172,8 @@ def build_app(predictor, state: AppState | None = None, title: str = "twohded: d
         with gr.Row():
             photo = gr.Image(type="filepath", image_mode=None, label="defocused photo", sources=["upload", "clipboard"])
             with gr.Column():
-                fov = gr.Number(value=None, label="horizontal field of view of the photo, degrees (for the .ply; "
-                                "empty: EXIF or the app's camera options)", minimum=0, maximum=179)
+                fov = gr.Number(value=None, label="horizontal field of view of the photo, degrees, for the .ply "
+                                "(0: the app's camera options, else the photo's EXIF, else 60)", minimum=0, maximum=179)
                 button = gr.Button("Predict", variant="primary")
                 info = gr.Markdown()
         with gr.Row():
