@@ -113,5 +113,5 @@ def test_evaluate_json(tmp_path, ckpt, capsys):
     assert summary["files"]["metrics_json"] == str(out / "metrics.json")
     assert [p for p in summary["files"]["figures"]] == [str(p) for p in sorted((out / "figures").glob("*.png"))]
     js = tmp_path / "e.json"
-    assert main([*argv[:-1], "--overwrite", "--json", str(js)]) == 0
+    assert main([*argv[:-1], "--overwrite", "--figures", "0", "--json", str(js)]) == 0
     assert json.loads(js.read_text())["metrics"]["count"] == 2
