@@ -125,6 +125,7 @@ class EvalResult:
         per_image: one dict per image: ``name``, ``depth`` (region -> metrics or None),
             ``aif``, ``input``.
         settings: how the evaluation was run (regions, caps, resolution, device, ...).
+        figures: the figure files written (with ``out_dir`` and ``figures``).
     """
 
     protocol: str
@@ -136,6 +137,7 @@ class EvalResult:
     input: dict[str, float] = field(default_factory=dict)
     per_image: list[dict] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    figures: list[Path] = field(default_factory=list)
 
     @property
     def gain(self) -> dict[str, float]:
@@ -441,7 +443,9 @@ def evaluate_model(
     if out_dir is not None:
         out_dir = Path(out_dir)
         for i, fig in enumerate(scorer.panels):
-            _write_figure(out_dir / "figures" / f"{i:03d}_{_safe(fig['name'])}.png", fig, result)
+            path = out_dir / "figures" / f"{i:03d}_{_safe(fig['name'])}.png"
+            _write_figure(path, fig, result)
+            result.figures.append(path)
         result.save(out_dir)
     return result
 

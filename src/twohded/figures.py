@@ -10,9 +10,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .colormap import DEPTH_CMAP  # near = warm, far = cold
 from .io import atomic_write
-
-DEPTH_CMAP = "turbo_r"  # near = warm, far = cold
 
 
 @dataclass

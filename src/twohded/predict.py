@@ -238,6 +238,22 @@ class Prediction:
             written.append(path)
         return written
 
+    def save_ply(
+        self, path: str | os.PathLike, intrinsics, colors: np.ndarray | None = None, step: int = 1,
+    ) -> int:
+        """Write the depth as a coloured binary PLY point cloud (metres; x right, y down, z
+        forward; :mod:`twohded.pointcloud`), atomically; returns the number of points.
+
+        ``intrinsics``: a :class:`twohded.pointcloud.Intrinsics` of this image's size. Colours:
+        ``colors`` ``(H, W, 3)`` in [0, 1] if given, else the all-in-focus image, else grey.
+        ``step``: keep every ``step``-th row and column.
+        """
+        from .pointcloud import save_point_cloud
+
+        if self.depth is None:
+            raise InputError("this model predicts no depth: no point cloud")
+        return save_point_cloud(path, self.depth, colors if colors is not None else self.aif, intrinsics, step)
+
 
 def save_depth_colormap(
     path: str | os.PathLike,
@@ -250,49 +266,11 @@ def save_depth_colormap(
 
     The map is drawn at the depth's own resolution (upscaled so that its height is at least
     256 px, downscaled to at most 2048 px); ``vmin``/``vmax`` default to the finite min/max.
+    Drawn with a look-up table and PIL, no matplotlib figure: :mod:`twohded.colormap`.
     """
-    import matplotlib
+    from .colormap import save_depth_colormap as save
 
-    matplotlib.use("Agg")
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from .figures import DEPTH_CMAP
-    from .io import atomic_write
-
-    d = depth_m.detach().float().cpu().numpy() if isinstance(depth_m, Tensor) else np.asarray(depth_m, dtype=np.float32)
-    d = d.reshape(d.shape[-2:])
-    finite = d[np.isfinite(d)]
-    lo = float(finite.min()) if vmin is None and finite.size else float(vmin or 0.0)
-    hi = float(finite.max()) if vmax is None and finite.size else float(vmax if vmax is not None else 1.0)
-    if not hi > lo:
-        hi = lo + 1e-3
-    h, w = d.shape
-    dpi = 100
-    disp_h = float(min(max(h, 256), 2048))
-    disp_w = w * disp_h / h
-    font = max(8.0, min(28.0, disp_h / 28.0))  # points
-    font_px = font * dpi / 72.0
-    gap = 0.02 * disp_h
-    bar = max(10.0, 0.035 * disp_h)
-    labels = 5.5 * font_px  # tick labels and the axis title
-    total_w = disp_w + gap + bar + labels
-    fig = Figure(figsize=(total_w / dpi, disp_h / dpi), dpi=dpi)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.0, 0.0, disp_w / total_w, 1.0))
-    ax.set_axis_off()
-    im = ax.imshow(
-        d, cmap=cmap or DEPTH_CMAP, vmin=lo, vmax=hi,
-        interpolation="nearest" if disp_h >= h else "antialiased", aspect="auto",
-    )
-    cax = fig.add_axes(((disp_w + gap) / total_w, 0.04, bar / total_w, 0.92))
-    cb = fig.colorbar(im, cax=cax)
-    cb.ax.tick_params(labelsize=font)
-    cb.set_label("depth (m)", fontsize=font)
-    path = Path(path)
-    with atomic_write(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    return path
+    return save(path, depth_m, vmin, vmax, cmap)
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import sys
 from ..errors import TwohdedError
 
 #: Subcommand modules, in the order ``twohded --help`` lists them.
-COMMANDS = ("demo", "train", "evaluate", "predict", "export", "render", "scenes", "prepare", "camera")
+COMMANDS = ("demo", "train", "evaluate", "predict", "app", "export", "render", "scenes", "prepare", "camera")
 
 
 def build_parser() -> argparse.ArgumentParser:

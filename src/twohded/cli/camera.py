@@ -64,7 +64,7 @@ def add_parser(sub) -> None:
                         description="Write OUT/camera.yaml, OUT/blur.png (blur sigma against depth, depth of field "
                         "and near/far ambiguity shaded) and OUT/describe.md (table), and print the table.")
     add_spec_options(d)
-    d.add_argument("--out", required=True, type=Path, help="output folder")
+    d.add_argument("-o", "--out", required=True, type=Path, help="output folder")
     d.add_argument("--depth-range-m", type=float, nargs=2, default=(0.5, 10.0), metavar=("NEAR", "FAR"),
                    help="depths of interest, metres (default 0.5 10)")
     d.add_argument("--threshold-px", type=float, default=0.5,
@@ -99,7 +99,7 @@ def add_calibrate_parser(csub) -> None:
     src.add_argument("--triplets", type=Path, help="folder with defocused/, aif/ (or rgb/) and depth/")
     src.add_argument("--dfd", type=Path, help="a DFD indoor root: fit on its train split, hold out its val split")
     add_spec_options(c)
-    c.add_argument("--out", required=True, type=Path, help="output folder")
+    c.add_argument("-o", "--out", required=True, type=Path, help="output folder")
     c.add_argument("--holdout", type=int, default=None,
                    help="--triplets: hold out N evenly spaced triplets (default: a fifth, rounded down); "
                    "--dfd: the val split is held out")

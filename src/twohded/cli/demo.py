@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
         "as its own deblurring), predict on a few, and write OUT/report.md. Under 10 minutes on a "
         "2-core CPU; uses a GPU (and larger settings) when there is one.",
     )
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
+    p.add_argument("-o", "--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: CUDA if available")
     p.add_argument("--quick", action="store_true", help="tiny settings (32x32 images, 1 epoch): a smoke test, not a result")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")

@@ -4,7 +4,9 @@
     twohded evaluate --checkpoint runs/nyu --data cache --root cache/nyu --split test --figures 8
     twohded evaluate --checkpoint ck.pt --data synthetic -O n=20 -O height=64 -O width=64
 
-Writes ``OUT/metrics.json``, ``OUT/metrics.md`` and ``OUT/figures/*.png``; see docs/evaluation.md.
+Writes ``OUT/metrics.json``, ``OUT/metrics.md`` and ``OUT/figures/*.png``; ``--json`` also prints
+(or writes to a file) a summary: the metrics and the files written (:mod:`twohded.summary`).
+See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def add_parser(sub) -> None:
     p.add_argument("--gt", choices=("auto", "input"), default="auto",
                    help="depth ground truth: auto = native resolution where the protocol asks for it "
                    "(NYU, Make3D), input = the items' resolution")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("-o", "--out", type=Path, default=None,
                    help="output folder (default: eval/<data>-<split>-<protocol>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing metrics.json in --out")
     p.add_argument("--figures", type=int, default=0, metavar="N", help="write N figure panels (default 0)")
@@ -58,6 +60,8 @@ def add_parser(sub) -> None:
     add_fast_arguments(p)
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if the checkpoint has EMA weights")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                   help="machine-readable summary (metrics, files written): to stdout, or to FILE")
     p.set_defaults(func=run)
 
 
@@ -118,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate_model
     from ..fast import InferenceSettings
     from ..devices import resolve_device
+    from ..summary import check_json_destination, evaluate_summary, human_stream, write_json
 
     for name in ("batch_size",):
         if getattr(args, name) < 1:
@@ -129,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("eval") / f"{args.data}-{args.split}-{args.protocol}"
     if (out / "metrics.json").exists() and not args.overwrite:
         raise InputError(f"{out / 'metrics.json'}: already exists (use --overwrite to replace it, or another --out)")
+    check_json_destination(args.json, args.overwrite)
     device = resolve_device(args.device)
     state = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(state, expect_name=args.model, use_ema=not args.no_ema)
@@ -148,7 +154,12 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, device=device, settings=settings, figures=args.figures, out_dir=out,
         gt=args.gt, workers=args.workers, progress=not args.no_progress, info=info,
     )
-    print(result.to_markdown())
+    stream = human_stream(args.json)
+    print(result.to_markdown(), file=stream)
     print(f"wrote {out / 'metrics.json'} and {out / 'metrics.md'}"
-          + (f" and {min(args.figures, result.count)} figure(s) in {out / 'figures'}" if args.figures else ""))
+          + (f" and {len(result.figures)} figure(s) in {out / 'figures'}" if args.figures else ""), file=stream)
+    if args.json is not None:
+        files = {"metrics_json": str(out / "metrics.json"), "metrics_md": str(out / "metrics.md"),
+                 "figures": [str(p) for p in result.figures]}
+        write_json(args.json, evaluate_summary(result, files))
     return 0

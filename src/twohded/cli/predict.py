@@ -1,11 +1,15 @@
 """``twohded predict``: depth and all-in-focus image of defocused photos.
 
     twohded predict photo.jpg --checkpoint runs/nyu/best.pt --out results/
-    twohded predict photos/ --checkpoint runs/nyu --out results/ --batch-size 8
+    twohded predict photos/ --checkpoint runs/nyu -o results/ --batch-size 8
+    twohded predict photo.jpg --checkpoint ck.pt -o results/ --ply --fov-deg 60 --json summary.json
 
 For each image ``<stem>``: ``<stem>_depth.npy`` (float32 metres), ``<stem>_depth.png``
 (16-bit millimetres), ``<stem>_depth_color.png`` (colour map with a scale bar in metres) and
-``<stem>_aif.png``. Existing files are not replaced without ``--overwrite``.
+``<stem>_aif.png``; with ``--ply`` also ``<stem>_points.ply`` (coloured point cloud, metres,
+x right, y down, z forward; :mod:`twohded.pointcloud`). ``--json`` prints (or writes) a
+machine-readable summary (:mod:`twohded.summary`). Existing files are not replaced without
+``--overwrite``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from .options import add_fast_arguments, check_out_dir
 
 def add_parser(sub) -> None:
     from ..predict import DEFAULT_MAX_SIDE, DEFAULT_OVERLAP, MIN_SIDE
+    from .pointcloud_options import add_point_cloud_arguments
 
     p = sub.add_parser(
         "predict",
@@ -29,7 +34,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_DIR", help="image file(s) or folder(s) of images")
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint file, or run folder with best.pt / last.pt")
-    p.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    p.add_argument("-o", "--out", required=True, type=Path, help="output folder (created)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--model", default=None, help="refuse a checkpoint of another model variant (e.g. 2hded)")
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
@@ -42,6 +47,10 @@ def add_parser(sub) -> None:
     p.add_argument("--depth-range", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
                    help="metres spanned by the colour map (default: each image's min..max)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                   help="machine-readable summary (files written per image, depth range): to stdout, "
+                   "or to FILE; put it after the inputs")
+    add_point_cloud_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -86,12 +95,17 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..fast import InferenceSettings
+    from ..pointcloud import PLY_SUFFIX
     from ..predict import load_model, output_paths
+    from ..summary import check_json_destination, human_stream, predict_summary, write_json
+    from .pointcloud_options import check_point_cloud_arguments, intrinsics_for
 
     if args.batch_size < 1:
         raise InputError("--batch-size must be >= 1")
     if args.depth_range is not None and not args.depth_range[1] > args.depth_range[0]:
         raise InputError(f"--depth-range {args.depth_range[0]} {args.depth_range[1]}: MAX must exceed MIN")
+    check_json_destination(args.json, args.overwrite)
+    check_point_cloud_arguments(args)
     files = collect_inputs(args.inputs)
     stems: dict[str, Path] = {}
     for f in files:
@@ -100,28 +114,58 @@ def run(args: argparse.Namespace) -> int:
         stems[f.stem] = f
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"{args.out}: output path exists and is not a folder")
+    if args.ply:
+        for f in files:  # every image needs intrinsics: fail before any work
+            intrinsics_for(args, f, 640, 480)
     settings = InferenceSettings.from_flags(args.fast, args.compile or args.compile_mode is not None, args.compile_mode)
     predictor = load_model(
         args.checkpoint, model=args.model, device=args.device, settings=settings,
         use_ema=not args.no_ema, max_side=args.max_side, overlap=args.overlap, batch_size=args.batch_size,
     )
+    if args.ply and "depth" not in predictor.outputs:
+        raise InputError(f"--ply: {args.checkpoint} predicts no depth")
     if not args.overwrite:
         for f in files:
-            for path in output_paths(args.out, f.stem, predictor.outputs):
+            extra = [args.out / f"{f.stem}{PLY_SUFFIX}"] if args.ply else []
+            for path in output_paths(args.out, f.stem, predictor.outputs) + extra:
                 if path.exists():
                     raise InputError(f"{path}: already exists (use --overwrite to replace it)")
     check_inputs(files)
     check_out_dir(args.out)
     depth_range = tuple(args.depth_range) if args.depth_range else None
-    n = 0
+    records, n = [], 0
     bar = tqdm(total=len(files), desc="predict", unit="image", disable=args.no_progress)
     try:
         for path, result in predictor.iter_predict(files, names=files):
-            result.save(args.out, path.stem, overwrite=True, depth_range=depth_range)
+            written = result.save(args.out, path.stem, overwrite=True, depth_range=depth_range)
+            points = intr = None
+            if args.ply:
+                points, intr = _save_ply(args, path, result)
+                written.append(args.out / f"{path.stem}{PLY_SUFFIX}")
+            if args.json is not None:
+                from ..summary import prediction_record
+
+                records.append(prediction_record(path, result, written, points, intr))
             n += 1
             bar.update(1)
     finally:
         bar.close()
-    kinds = " and ".join(predictor.outputs)
-    print(f"wrote {kinds} of {n} image(s) to {args.out} ({predictor.device}{', fast path' if predictor.fast else ''})")
+    kinds = " and ".join(predictor.outputs) + (" and point clouds" if args.ply else "")
+    print(f"wrote {kinds} of {n} image(s) to {args.out} ({predictor.device}{', fast path' if predictor.fast else ''})",
+          file=human_stream(args.json))
+    if args.json is not None:
+        write_json(args.json, predict_summary(predictor, args.out, records))
     return 0
+
+
+def _save_ply(args: argparse.Namespace, path: Path, result):
+    """Write ``<stem>_points.ply`` of one prediction; colours: the AiF image, else the input photo."""
+    from ..pointcloud import PLY_SUFFIX
+    from ..predict import to_image_tensor
+    from .pointcloud_options import intrinsics_for
+
+    h, w = result.size
+    intr = intrinsics_for(args, path, w, h)
+    colors = None if result.aif is not None else to_image_tensor(path).permute(1, 2, 0).numpy()
+    points = result.save_ply(args.out / f"{path.stem}{PLY_SUFFIX}", intr, colors=colors, step=args.ply_step)
+    return points, intr

@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("dataset", choices=DATASETS, help="which dataset reader to use")
     p.add_argument("--root", type=Path, help="dataset location (NYU: the .mat or its folder); not for synthetic")
-    p.add_argument("--out", required=True, type=Path, help="cache folder (created; re-run to resume)")
+    p.add_argument("-o", "--out", required=True, type=Path, help="cache folder (created; re-run to resume)")
     p.add_argument(
         "--split", action="append", default=None,
         help="split to prepare (repeatable; default: all the dataset has, e.g. train and test)",

@@ -86,7 +86,7 @@ def add_parser(sub) -> None:
         type=Path,
         help="depth map of the same size: 16-bit PNG in millimetres (0 = missing) or .npy in metres",
     )
-    p.add_argument("--out", required=True, type=Path, help="output: .png (8-bit) or .npy (float32 H x W x 3 in [0, 1])")
+    p.add_argument("-o", "--out", required=True, type=Path, help="output: .png (8-bit) or .npy (float32 H x W x 3 in [0, 1])")
     p.add_argument(
         "--depth-scale-m",
         type=float,

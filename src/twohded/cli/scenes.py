@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--n", type=int, default=8, help="number of scenes (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first scene; scene i uses SEED + i (default 0)")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("-o", "--out", required=True, type=Path, help="output folder")
     p.add_argument("--height", type=int, default=240, help="image height, pixels (default 240)")
     p.add_argument("--width", type=int, default=320, help="image width, pixels (default 320)")
     p.add_argument(

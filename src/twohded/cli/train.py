@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--config", type=Path, help="experiment YAML file (configs/*.yaml)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last.pt (with its saved config; overrides still apply)")
-    p.add_argument("--out", type=Path, metavar="RUN_DIR",
+    p.add_argument("-o", "--out", type=Path, metavar="RUN_DIR",
                    help="run folder to create (default: train.out_dir/<name>, suffixed -2, -3, ... if taken)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
