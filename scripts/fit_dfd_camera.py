@@ -68,6 +68,7 @@ from twohded.calibration import (
     fit_camera,
     per_bin_blur,
 )
+from twohded.calibration.report import rounded
 from twohded.optics import get_preset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -197,16 +198,6 @@ def machine() -> str:
             f"python {platform.python_version()}")
 
 
-def _rounded(x, digits: int = 5):
-    if isinstance(x, float):
-        return round(x, digits)
-    if isinstance(x, dict):
-        return {k: _rounded(v, digits) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_rounded(v, digits) for v in x]
-    return x
-
-
 def markdown(r: dict) -> str:
     f0, f1, pr = r["fit"]["camera_only"], r["fit"]["with_s0"], r["preset"]
     lines = [
@@ -291,7 +282,7 @@ def write_outputs(result: dict, out: Path) -> None:
     with atomic_write(out.with_suffix(".md")) as tmp:
         tmp.write_text(md)
     with atomic_write(out.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(_rounded(result), indent=1))
+        tmp.write_text(json.dumps(rounded(result), indent=1))
     print()
     print(md)
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")

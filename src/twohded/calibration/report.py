@@ -27,7 +27,7 @@ from .photometry import compare, fitted_render
 from .search import SearchGrid, camera_from_fit, error_table, fit_camera, per_bin_blur, render
 from .triplets import Triplet
 
-__all__ = ["calibrate", "evaluate_variants", "calibration_markdown", "residual_figure", "write_calibration"]
+__all__ = ["rounded", "calibrate", "evaluate_variants", "calibration_markdown", "residual_figure", "write_calibration"]
 
 
 def evaluate_variants(triplets: Sequence[Triplet], variants: dict, log=print) -> dict:
@@ -184,13 +184,14 @@ def residual_figure(r: dict, triplet: Triplet, preset: Preset, base: Preset, pat
     return path
 
 
-def _rounded(x, digits: int = 5):
+def rounded(x, digits: int = 5):
+    """``x`` with every float (also inside dicts, lists, tuples) rounded to ``digits`` (for JSON)."""
     if isinstance(x, float):
         return round(x, digits)
     if isinstance(x, dict):
-        return {k: _rounded(v, digits) for k, v in x.items()}
+        return {k: rounded(v, digits) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_rounded(v, digits) for v in x]
+        return [rounded(v, digits) for v in x]
     return x
 
 
@@ -204,7 +205,7 @@ def write_calibration(out_dir, preset: Preset, base: Preset, result: dict, figur
     with atomic_write(paths["report"]) as tmp:
         tmp.write_text(calibration_markdown(result))
     with atomic_write(paths["json"]) as tmp:
-        tmp.write_text(json.dumps(_rounded(result), indent=1))
+        tmp.write_text(json.dumps(rounded(result), indent=1))
     if figure_triplet is not None:
         paths["figure"] = residual_figure(result, figure_triplet, preset, base, out / "residuals.png")
     return paths
