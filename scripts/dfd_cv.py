@@ -45,21 +45,40 @@ def parse_arm(text: str) -> tuple[str, str, list[str]]:
 
 
 def jobs_of(args) -> list[dict]:
+    """Every (arm, fold, seed) training; with ``--final ARM``, also ARM on all 81 frames
+    (``trainval``, fold None: the model that would ship, not scored by the cross-validation)."""
     jobs = []
+    finals = set(filter(None, (args.final or "").split(",")))
     for arm in args.arm:
         name, config, overrides = parse_arm(arm)
         for seed in parse_range(args.seeds):
-            for k in parse_range(args.folds):
-                run = f"{name}-f{k}-s{seed}"
+            folds = parse_range(args.folds) + ([None] if name in finals else [])
+            for k in folds:
+                run = f"{name}-f{k}-s{seed}" if k is not None else f"{name}-all-s{seed}"
+                split = [f"data.train_split=cv{k}-train", f"data.val_split=cv{k}-val"] if k is not None else [
+                    "data.train_split=trainval", "data.val_split=val"]
                 cmd = [sys.executable, "-m", "twohded", "train", "--config", config, "--out", str(args.out / "runs" / run),
-                       "--no-progress", f"data.root={args.root}", f"data.train_split=cv{k}-train",
-                       f"data.val_split=cv{k}-val", f"seed={seed}", *args.set, *overrides]
-                jobs.append({"run": run, "arm": name, "fold": k, "seed": seed, "cmd": cmd})
+                       "--no-progress", f"data.root={args.root}", *split, f"seed={seed}", *args.set, *overrides]
+                resume = [sys.executable, "-m", "twohded", "train", "--resume", str(args.out / "runs" / run),
+                          "--no-progress", *args.set]
+                jobs.append({"run": run, "arm": name, "fold": k, "seed": seed, "cmd": cmd, "resume_cmd": resume})
     return jobs
 
 
-def train_all(jobs: list[dict], out: Path, max_jobs: int, deadline_s: float | None) -> dict[str, dict]:
-    """Run the trainings, ``max_jobs`` at once; stop what still runs at the deadline."""
+def finished(run_dir: Path) -> bool:
+    """Whether a run reached its ``train.max_steps`` (from its saved config and log)."""
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    target = (cfg.get("train") or {}).get("max_steps")
+    step = reached_step(run_dir)
+    return target is not None and step is not None and step >= int(target)
+
+
+def train_all(jobs: list[dict], out: Path, max_jobs: int, deadline_s: float | None, resume: bool = False) -> dict[str, dict]:
+    """Run the trainings, ``max_jobs`` at once; at the deadline send SIGTERM to what still runs
+    (the trainer saves ``last.pt`` at that step; killed after 120 s). With ``resume``, runs that
+    have a ``last.pt`` but did not reach their ``max_steps`` continue (``twohded train --resume``)."""
     (out / "logs").mkdir(parents=True, exist_ok=True)
     start, pending, running, status = time.time(), list(jobs), {}, {}
     last_report = start
@@ -71,18 +90,33 @@ def train_all(jobs: list[dict], out: Path, max_jobs: int, deadline_s: float | No
                   " ".join(f"{r}@{s}" for r, s in steps.items()), flush=True)
         while pending and len(running) < max_jobs:
             job = pending.pop(0)
-            if (out / "runs" / job["run"] / "last.pt").exists():
-                status[job["run"]] = {"rc": None, "note": "exists, not retrained"}
-                continue
-            log = open(out / "logs" / f"{job['run']}.txt", "w")
-            running[job["run"]] = (subprocess.Popen(job["cmd"], stdout=log, stderr=subprocess.STDOUT, env=worker_env()),
+            cmd = job["cmd"]
+            run_dir = out / "runs" / job["run"]
+            if (run_dir / "last.pt").exists():
+                if not resume or finished(run_dir):
+                    status[job["run"]] = {"rc": None, "note": "exists, not retrained"}
+                    continue
+                cmd = job["resume_cmd"]
+            elif run_dir.exists() and resume:
+                import shutil
+
+                shutil.rmtree(run_dir)  # started but no checkpoint yet: start again
+            import shutil
+
+            shutil.rmtree(out / "eval" / job["run"], ignore_errors=True)  # scores of an older checkpoint
+            log = open(out / "logs" / f"{job['run']}.txt", "a")
+            running[job["run"]] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=worker_env()),
                                    log, time.time())
         for run, (proc, log, t0) in list(running.items()):
             rc = proc.poll()
             late = deadline_s is not None and time.time() - start > deadline_s
             if rc is None and late:
                 proc.send_signal(signal.SIGTERM)
-                rc = proc.wait()
+                try:
+                    rc = proc.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    rc = proc.wait()
                 status[run] = {"rc": rc, "note": "stopped at the deadline", "train_s": time.time() - t0}
             elif rc is not None:
                 status[run] = {"rc": rc, "note": "finished" if rc == 0 else "failed", "train_s": time.time() - t0}
@@ -126,7 +160,7 @@ def evaluate_all(jobs: list[dict], args) -> None:
     todo = []
     for job in jobs:
         ckpt = args.out / "runs" / job["run"] / "last.pt"
-        if not ckpt.exists():
+        if job["fold"] is None or not ckpt.exists():  # the trainval run has no held-out fold
             continue
         defocus = run_defocus(args.out / "runs" / job["run"])
         for target in args.targets.split(","):
@@ -204,12 +238,14 @@ def main(argv=None) -> None:
     p.add_argument("--jobs", type=int, default=10, help="trainings at once")
     p.add_argument("--deadline-s", type=float, default=None, help="stop trainings still running after this many seconds")
     p.add_argument("--eval-only", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue runs that have a last.pt but did not finish")
+    p.add_argument("--final", default="", help="ARM[,ARM]: also train these arms on all 81 frames (trainval)")
     p.add_argument("--reference", action="store_true", help="add the mean-training-depth row (CPU)")
     p.add_argument("--targets", default="published,registered", help="AiF targets to score against")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = jobs_of(args)
-    status = {} if args.eval_only else train_all(jobs, args.out, args.jobs, args.deadline_s)
+    status = {} if args.eval_only else train_all(jobs, args.out, args.jobs, args.deadline_s, args.resume)
     (args.out / "status.json").write_text(json.dumps(status, indent=1))
     print("training done:", json.dumps(status), flush=True)
     evaluate_all(jobs, args)

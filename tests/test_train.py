@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import os
+import time
+import signal
 import socket
 import subprocess
 import sys
@@ -143,6 +145,32 @@ def test_killed_run_resumes_exactly(tmp_path, preload):
     steps = [(r["split"], int(r["step"])) for r in _rows(run)]
     assert len(steps) == len(set(steps))  # rows after the checkpoint were dropped, not duplicated
     assert [s for s in steps if s[0] == "train"] == [("train", i) for i in range(1, 7)]
+
+
+def test_sigterm_saves_and_resumes(tmp_path):
+    """SIGTERM mid-run: the step in flight finishes, last.pt is saved at that step, the CLI exits
+    143, and --resume finishes the run to the step an uninterrupted run reaches."""
+    common = {"data.options": {"n": 6, "height": 32, "width": 32}, "train.epochs": 400, "train.log_every": 1,
+              "train.checkpoint_every": 1000, "train.max_steps": 1000}
+    cfg = tiny(tmp_path, **common, **{"train.out_dir": str(tmp_path / "t")})
+    cfg_file = tmp_path / "t.yaml"
+    cfg_file.write_text(dump_config(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "twohded", "train", "--config", str(cfg_file), "--no-progress"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = tmp_path / "t" / "tiny"
+    deadline = time.time() + 240
+    while time.time() < deadline and not ((run / "log.csv").exists() and len(_rows(run)) >= 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "stopped by SIGTERM" in out and "Traceback" not in err
+    saved = load_checkpoint(run / "last.pt")
+    logged = max(int(r["step"]) for r in _rows(run) if r["split"] == "train")
+    assert 3 <= saved["step"] == logged < 1000
+    resumed = train(resume=run, overrides=["train.max_steps=" + str(saved["step"] + 2)], verbose=False)
+    assert resumed.step == saved["step"] + 2 and not resumed.stopped
 
 
 def test_nonfinite_loss_stops_the_run(tmp_path, monkeypatch, capsys):

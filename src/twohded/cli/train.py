@@ -82,4 +82,4 @@ def run(args: argparse.Namespace) -> int:
         if result.best_checkpoint is not None:
             print(f"best {result.best_metric} {result.best_value:.4g}: {result.best_checkpoint}")
         print(f"last: {result.last_checkpoint}")
-    return 0
+    return 143 if result.stopped else 0  # 128 + SIGTERM: stopped early, resumable

@@ -28,6 +28,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 import random
 import sys
 import time
@@ -72,6 +74,7 @@ class RunResult:
     best_metric: Optional[str] = None
     best_value: Optional[float] = None
     history: list[dict[str, Any]] = field(default_factory=list)  # one entry per completed epoch
+    stopped: bool = False  # stopped early by SIGTERM (last.pt saved at that step; continue with --resume)
 
 
 # ------------------------------------------------------------------------------------------
@@ -184,6 +187,7 @@ class _Trainer:
         self.verbose = verbose and info.is_main
         self.progress = Progress()
         self.rng_to_restore: dict[str, Any] | None = None
+        self.stop_requested = False  # set by SIGTERM (single process): save last.pt and stop after the step
 
     def say(self, text: str) -> None:
         if self.verbose:
@@ -327,13 +331,27 @@ class _Trainer:
             seed_all((cfg.seed * 1_000_003 + 7919 * p.step + 1 + info.rank) % 2**63)
         kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
 
+        previous = self._catch_sigterm()
         try:
-            while p.step < self.c.stop_step and p.epoch < t.epochs:
+            while p.step < self.c.stop_step and p.epoch < t.epochs and not self.stop_requested:
                 self._run_epoch(tqdm, csv_log, tb, kill_at)
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
             if tb is not None:
                 tb.close()
         return self._result()
+
+    def _catch_sigterm(self):
+        """On SIGTERM, finish the step, save ``last.pt`` and stop (one process, main thread only;
+        under torchrun the default behaviour stays). Returns the handler to restore, or None."""
+        if self.info.world_size != 1 or threading.current_thread() is not threading.main_thread():
+            return None
+
+        def request_stop(signum, frame) -> None:
+            self.stop_requested = True
+
+        return signal.signal(signal.SIGTERM, request_stop)
 
     def _banner(self, resumed: bool) -> str:
         """The run's first lines: what trains on what, where, how long."""
@@ -369,6 +387,7 @@ class _Trainer:
             best_metric=c.best_metric,
             best_value=p.best_value,
             history=list(p.history),
+            stopped=self.stop_requested and p.step < c.stop_step,
         )
 
     def _run_epoch(self, tqdm, csv_log, tb, kill_at: int) -> None:
@@ -428,11 +447,13 @@ class _Trainer:
             self._validate_and_log(csv_log, tb, lr)  # a max_steps run ends mid-epoch
         due_steps = t.checkpoint_every_steps and p.step % t.checkpoint_every_steps == 0
         due_epoch = epoch_end and (p.epoch % t.checkpoint_every == 0 or p.epoch >= t.epochs)
-        if due_steps or due_epoch or final:
+        if due_steps or due_epoch or final or self.stop_requested:
             self.save_last()
         if kill_at and p.step == kill_at:
             os._exit(137)  # testing hook: die like a killed process, no clean-up
-        return final
+        if self.stop_requested and not final:
+            self.say(f"stopped by SIGTERM at step {p.step}; last.pt saved, continue with --resume {self.run_dir}")
+        return final or self.stop_requested
 
     def _validate_and_log(self, csv_log, tb, lr) -> tuple[dict[str, float], bool]:
         p = self.progress
