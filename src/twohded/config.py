@@ -329,6 +329,7 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
             "nyu": "/path/to/nyu_depth_v2_labeled.mat",
             "make3d": "/path/to/make3d",
             "dfd": "/path/to/dfd_indoor",
+            "idfd": "/path/to/iDFD",
             "cache": "/path/to/cache",
         }.get(d.name.lower(), "/path/to/data")
         raise InputError(
