@@ -103,6 +103,30 @@ def test_ssim_against_reference_and_bounds():
     assert ssim_loss(a * 255, b * 255, data_range=255.0).item() == pytest.approx(ssim_loss(a, b).item(), abs=1e-5)
 
 
+def test_gaussian_window_is_the_normalised_gaussian():
+    import math
+
+    from pytorch_msssim import ssim as ms_ssim
+
+    from twohded.losses import gaussian_window_1d, ssim_window
+
+    g = gaussian_window_1d(11, 1.5)
+    expected = [math.exp(-((i - 5) ** 2) / (2 * 1.5**2)) for i in range(11)]
+    expected = [v / sum(expected) for v in expected]
+    assert g.dtype == torch.float32 and g.shape == (11,)
+    assert torch.allclose(g.double(), torch.tensor(expected, dtype=torch.float64), atol=1e-7, rtol=0)
+    assert float(g.sum()) == pytest.approx(1.0, abs=1e-6) and int(g.argmax()) == 5
+    assert torch.equal(g, g.flip(0))  # symmetric
+    w = ssim_window(3, 11, 1.5, torch.device("cpu"))
+    assert w.shape == (3, 1, 1, 11) and all(torch.equal(w[c, 0, 0], g) for c in range(3))
+    # our window gives the value pytorch_msssim gets with the one it builds itself
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 3, 24, 20), torch.rand(2, 3, 24, 20)
+    ours = ms_ssim(a, b, data_range=1.0, win=w)
+    theirs = ms_ssim(a, b, data_range=1.0, win_size=11, win_sigma=1.5)
+    assert float(ours) == pytest.approx(float(theirs), abs=1e-7)
+
+
 def test_ssim_window_too_large():
     with pytest.raises(ValueError, match=">= 11"):
         ssim_loss(torch.rand(1, 3, 10, 20), torch.rand(1, 3, 10, 20))

@@ -64,6 +64,10 @@ class ModelConfig:
     name: str = "2hded"
     #: passed to ``create_model(name, **options)`` (e.g. ``encoder_weights``, ``decoder_dropout``)
     options: dict[str, Any] = field(default_factory=dict)
+    #: encoder initialisation: ``"imagenet"`` downloads torchvision's ImageNet DenseNet-121 on
+    #: request (cached, hash-checked; :mod:`twohded.download`), a path reads a local copy,
+    #: None (default) keeps the random init. Same as ``options.encoder_weights``.
+    encoder_weights: Optional[str] = None
     #: fine-tuning: start from this checkpoint's weights (a file or run folder; its EMA weights
     #: when it has them). Heads the model lacks are dropped; heads the checkpoint lacks keep
     #: their fresh init. Ignored when resuming (the run's own checkpoint wins).
@@ -321,6 +325,8 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
 
     if cfg.model.name not in list_models():
         raise bad("model.name", f"unknown model {cfg.model.name!r}; choose one of {', '.join(list_models())}")
+    if cfg.model.encoder_weights is not None and "encoder_weights" in cfg.model.options:
+        raise bad("model.encoder_weights", "also set in model.options; set it in one place")
     d = cfg.data
     if d.name.lower() not in DATASETS:
         raise bad("data.name", f"unknown dataset {d.name!r}; choose one of {', '.join(DATASETS)}")
@@ -329,6 +335,7 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
             "nyu": "/path/to/nyu_depth_v2_labeled.mat",
             "make3d": "/path/to/make3d",
             "dfd": "/path/to/dfd_indoor",
+            "idfd": "/path/to/iDFD",
             "cache": "/path/to/cache",
         }.get(d.name.lower(), "/path/to/data")
         raise InputError(

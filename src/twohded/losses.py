@@ -142,15 +142,22 @@ def charbonnier(pred: Tensor, target: Tensor, eps: float = 1e-3) -> Tensor:
 _WINDOWS: dict[tuple, Tensor] = {}
 
 
+def gaussian_window_1d(win_size: int, win_sigma: float) -> Tensor:
+    """Normalised 1-D Gaussian ``(win_size,)`` float32: ``g_i = exp(-(i - win_size // 2)^2 / (2 sigma^2))``,
+    ``i = 0 .. win_size - 1``, divided by its sum (the window ``pytorch_msssim.ssim`` builds itself)."""
+    coords = torch.arange(int(win_size), dtype=torch.float32) - int(win_size) // 2
+    g = torch.exp(-(coords**2) / (2.0 * float(win_sigma) ** 2))
+    return g / g.sum()
+
+
 def ssim_window(channels: int, win_size: int, win_sigma: float, device: torch.device) -> Tensor:
-    """``pytorch_msssim``'s 1-D Gaussian window, ``(channels, 1, 1, win_size)`` float32, cached per
-    device: made once instead of on the CPU and copied on every call (which a CUDA graph cannot capture)."""
+    """The SSIM Gaussian window as ``pytorch_msssim.ssim`` takes it (``win=``): ``(channels, 1, 1,
+    win_size)`` float32 (:func:`gaussian_window_1d`), cached per device: made once instead of on
+    the CPU and copied on every call (which a CUDA graph cannot capture)."""
     key = (int(channels), int(win_size), float(win_sigma), str(device))
     win = _WINDOWS.get(key)
     if win is None:
-        from pytorch_msssim.ssim import _fspecial_gauss_1d
-
-        win = _fspecial_gauss_1d(win_size, win_sigma).repeat(channels, 1, 1, 1).to(device)
+        win = gaussian_window_1d(win_size, win_sigma).view(1, 1, 1, -1).repeat(channels, 1, 1, 1).to(device)
         _WINDOWS[key] = win
     return win
 

@@ -469,20 +469,28 @@ def load_model(
     overlap: int = DEFAULT_OVERLAP,
     batch_size: int = 4,
     settings: InferenceSettings | None = None,
+    sha256: str | None = None,
 ) -> Predictor:
-    """Load a checkpoint (file, or run folder with best.pt / last.pt) as a :class:`Predictor`.
+    """Load a checkpoint (file, run folder with best.pt / last.pt, URL or shipped name) as a :class:`Predictor`.
 
     Args:
-        checkpoint: path or loaded checkpoint dict (see :mod:`twohded.checkpoint`).
+        checkpoint: path, loaded checkpoint dict (see :mod:`twohded.checkpoint`), ``http(s)://``
+            URL (downloaded once into the cache, hash-checked) or the name of a shipped model
+            (see :mod:`twohded.pretrained`).
+        sha256: expected SHA-256 of a URL's file (or a ``#sha256=<hex>`` suffix on the URL).
         model: refuse a checkpoint of another variant (e.g. ``"2hded"``).
         device, fast, compile, max_side, overlap, batch_size, settings: see :class:`Predictor`.
         use_ema: use the EMA weights when the checkpoint has them.
 
     Raises:
-        InputError: missing or corrupt file, another variant, weights that do not fit.
+        InputError: missing or corrupt file, another variant, weights that do not fit, a
+            shipped name with no weights yet, a download that fails or does not verify.
     """
     from .checkpoint import load_checkpoint, model_from_checkpoint
+    from .pretrained import resolve_checkpoint
 
+    if not isinstance(checkpoint, dict):
+        checkpoint = resolve_checkpoint(checkpoint, sha256=sha256)
     state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     net = model_from_checkpoint(state, expect_name=model, use_ema=use_ema)
     info = {"checkpoint": state.get("path"), "model_name": state["model_name"], "step": state.get("step")}

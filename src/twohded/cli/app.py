@@ -12,7 +12,6 @@ import argparse
 import os
 import signal
 import sys
-from pathlib import Path
 
 from ..errors import InputError
 
@@ -28,8 +27,8 @@ def add_parser(sub) -> None:
         "all-in-focus image side by side, download the depth (16-bit PNG in mm, .npy in metres) and a "
         "point cloud (.ply). Needs: pip install \"twohded[app]\".",
     )
-    p.add_argument("--checkpoint", type=Path, default=None,
-                   help=f"checkpoint file or run folder (default: the shipped model {DEFAULT_MODEL!r})")
+    p.add_argument("--checkpoint", default=None,
+                   help=f"checkpoint file, run folder, http(s) URL (#sha256=<hex>) or shipped name (default: the shipped model {DEFAULT_MODEL!r})")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")

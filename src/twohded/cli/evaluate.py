@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import InputError
 from .options import add_fast_arguments, check_out_dir
 
-DATA_NAMES = ("nyu", "make3d", "dfd", "folder", "synthetic", "cache")
+DATA_NAMES = ("nyu", "make3d", "dfd", "idfd", "folder", "synthetic", "cache")
 #: datasets whose defocus is rendered: render on the evaluation device (``deferred``)
 RENDERED = ("nyu", "make3d", "synthetic")
 

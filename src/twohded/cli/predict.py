@@ -33,7 +33,8 @@ def add_parser(sub) -> None:
         "blended tiles). See docs/evaluation.md.",
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_DIR", help="image file(s) or folder(s) of images")
-    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint file, or run folder with best.pt / last.pt")
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint file, run folder with best.pt / last.pt, http(s) URL (#sha256=<hex>) or shipped model name")
     p.add_argument("-o", "--out", required=True, type=Path, help="output folder (created)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--model", default=None, help="refuse a checkpoint of another model variant (e.g. 2hded)")

@@ -3,6 +3,7 @@
     twohded prepare nyu    --root nyu_depth_v2_labeled.mat --out cache/nyu    --preset d3net_nyu
     twohded prepare make3d --root make3d/                   --out cache/make3d --preset paper
     twohded prepare dfd    --root ../shared/data/dfd_indoor --out cache/dfd
+    twohded prepare idfd   --root iDFD/ --out cache/idfd --variant inpainting --resolution processed
     twohded prepare folder --root my_rgbd/                  --out cache/mine   --preset syndof
 
 Frames are resized / cropped first and the defocus rendered at the final size (on the GPU if
@@ -19,9 +20,9 @@ from pathlib import Path
 
 from ..errors import InputError
 
-DATASETS = ("nyu", "make3d", "dfd", "folder", "synthetic")
+DATASETS = ("nyu", "make3d", "dfd", "idfd", "folder", "synthetic")
 #: the paper's training size for the datasets whose defocus is rendered
-DEFAULT_SIZE = {"nyu": "256", "make3d": "256", "dfd": None, "folder": None, "synthetic": None}
+DEFAULT_SIZE = {"nyu": "256", "make3d": "256", "dfd": None, "idfd": None, "folder": None, "synthetic": None}
 
 
 def add_parser(sub) -> None:
@@ -30,7 +31,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "prepare",
         help="cache (defocused, depth, aif) samples of a dataset for fast training",
-        description="Read a dataset (NYU Depth v2 labeled .mat, Make3D, DFD indoor, an RGB-D folder or "
+        description="Read a dataset (NYU Depth v2 labeled .mat, Make3D, DFD indoor, iDFD, an RGB-D folder or "
         "the built-in synthetic scenes), resize/crop it, render its defocus with a camera preset "
         "(or keep DFD's real defocus) and write a resumable cache. See docs/datasets.md.",
     )
@@ -43,7 +44,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--size", default="auto",
-        help="output size: N or WIDTHxHEIGHT (default: 256 for nyu/make3d as in the paper, native for dfd/folder/synthetic; 'none' = native)",
+        help="output size: N or WIDTHxHEIGHT (default: 256 for nyu/make3d as in the paper, native for dfd/idfd/folder/synthetic; 'none' = native)",
     )
     p.add_argument(
         "--resize", choices=("resize", "crop", "fit"), default=None,
@@ -51,7 +52,7 @@ def add_parser(sub) -> None:
         "crop a centred window at native scale (default for real defocus), or fit = resize keeping aspect then crop",
     )
     p.add_argument("--defocus", choices=("real", "render", "auto"), default="auto",
-                   help="dfd/folder: real defocused photos or rendered from the sharp image (default: real if the data has it)")
+                   help="dfd/idfd/folder: real defocused photos or rendered from the sharp image (default: real if the data has it)")
     p.add_argument("--blur-at", choices=("source", "output"), default="source",
                    help="camera pixel pitch refers to the source frame (default; as rendering at native resolution) or to the output")
     p.add_argument("--seed", type=int, default=0, help="seed of random cameras (syndof) (default 0)")
@@ -68,6 +69,10 @@ def add_parser(sub) -> None:
                    help="make3d: central band of width:height ratio (2 = Godard et al.'s protocol; default full frame)")
     g.add_argument("--allow-truncated", action="store_true", help="make3d: decode truncated JPEGs as far as they go")
     g.add_argument("--tolerance-s", type=float, default=0.5, help="dfd: largest RGB/depth timestamp difference (default 0.5)")
+    g.add_argument("--variant", choices=("inpainting", "without_inpainting"), default="inpainting",
+                   help="idfd: depth with holes inpainted (default) or not (a different subset of frames)")
+    g.add_argument("--resolution", choices=("processed", "raw"), default="processed",
+                   help="idfd: Processed 640x480 (default) or Raw 1050x1050")
     g.add_argument("--depth-scale", type=float, default=1e-3, help="folder: metres per 16-bit PNG unit (default 0.001)")
     g.add_argument("--n", type=int, default=None, help="synthetic: scenes per split (default 2000/200/200)")
     g.add_argument("--height", type=int, default=256, help="synthetic: scene height (default 256)")
@@ -81,7 +86,7 @@ def _splits(args, root: Path | None) -> list:
         return list(dict.fromkeys(args.split))
     if args.dataset in ("nyu", "make3d"):
         return ["train", "test"]
-    if args.dataset == "synthetic":
+    if args.dataset in ("synthetic", "idfd"):
         return ["train", "val", "test"]
     if args.dataset == "dfd":
         has_test = (root / "dfd_dataset_indoor_N2_8" / "rgb" / "test").is_dir()
@@ -111,6 +116,7 @@ def _settings(args, splits, size, resize, defocus) -> dict:
         "nyu": ("border", "depth_key"),
         "make3d": ("crop_ratio", "allow_truncated"),
         "dfd": ("tolerance_s",),
+        "idfd": ("variant", "resolution"),
         "folder": ("depth_scale",),
         "synthetic": ("n", "height", "width"),
     }[args.dataset]
@@ -144,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         if defocus == "real":
             raise InputError(f"prepare {args.dataset}: this dataset has no real defocused images (use --defocus render)")
         defocus = "render"
-    elif defocus == "auto" and args.dataset == "dfd":
+    elif defocus == "auto" and args.dataset in ("dfd", "idfd"):
         defocus = "real"
     splits = _splits(args, args.root)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -153,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         "nyu": dict(border=args.border, depth_key=args.depth_key),
         "make3d": dict(crop_ratio=args.crop_ratio, allow_truncated=args.allow_truncated),
         "dfd": dict(tolerance_s=args.tolerance_s),
+        "idfd": dict(variant=args.variant, resolution=args.resolution),
         "folder": dict(depth_scale=args.depth_scale),
         "synthetic": dict(n=args.n, height=args.height, width=args.width),
     }[args.dataset]

@@ -1,4 +1,4 @@
-"""Datasets: NYU Depth v2, Make3D, DFD indoor (real defocus), any RGB-D folder, synthetic scenes.
+"""Datasets: NYU Depth v2, Make3D, DFD indoor and iDFD (real defocus), any RGB-D folder, synthetic scenes.
 
 Every dataset is a :class:`torch.utils.data.Dataset` built as ``Cls(root, split, **options)``
 whose items are dicts (see :mod:`twohded.data.base`)::
@@ -9,7 +9,7 @@ whose items are dicts (see :mod:`twohded.data.base`)::
     mask   (1, H, W) bool           valid depth
     name   str
 
-Defocus is real (DFD f/2.8, a folder's ``defocused/``), rendered in ``__getitem__``
+Defocus is real (DFD f/2.8, iDFD Out_Of_Focus, a folder's ``defocused/``), rendered in ``__getitem__``
 (``defocus="render"``), rendered on the GPU by the training loop (``defocus="deferred"`` +
 :func:`render_batch`), or read from a ``twohded prepare`` cache (:class:`PreparedDataset`).
 See ``docs/datasets.md``.
@@ -23,6 +23,7 @@ from .cache import PreparedDataset
 from .defocus import render_batch
 from .dfd import DFDIndoor
 from .folder import RGBDFolder
+from .idfd import IDFD
 from .make3d import Make3D
 from .nyu import NYUv2
 from .synthetic_dataset import SyntheticScenes
@@ -33,6 +34,7 @@ DATASETS = {
     "nyu": NYUv2,
     "make3d": Make3D,
     "dfd": DFDIndoor,
+    "idfd": IDFD,
     "folder": RGBDFolder,
     "synthetic": SyntheticScenes,
     "cache": PreparedDataset,
@@ -43,12 +45,13 @@ SPLITS = {
     "nyu": ("train", "test"),
     "make3d": ("train", "test"),
     "dfd": ("train", "val", "test"),
+    "idfd": ("train", "val", "test"),
     "synthetic": ("train", "val", "test"),
 }
 
 
 def build_dataset(name: str, root=None, split: str = "train", **options) -> DefocusDataset:
-    """Build a dataset by name (for configs): ``nyu``, ``make3d``, ``dfd``, ``folder``,
+    """Build a dataset by name (for configs): ``nyu``, ``make3d``, ``dfd``, ``idfd``, ``folder``,
     ``synthetic`` or ``cache``. ``options`` go to the class (``size`` may be a string such as
     ``"256"`` or ``"640x480"`` (width x height))."""
     try:
@@ -67,6 +70,7 @@ __all__ = [
     "SPLITS",
     "DFDIndoor",
     "DefocusDataset",
+    "IDFD",
     "Geometry",
     "Make3D",
     "NYUv2",

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..extras import require
 from .base import DefocusDataset
 
 FILE_NAME = "nyu_depth_v2_labeled.mat"
@@ -189,7 +190,7 @@ class NYUv2(DefocusDataset):
         self._pid = None
 
     def _inspect(self) -> tuple[int, tuple[int, int]]:
-        import h5py
+        h5py = require("h5py", "data", "reading NYU Depth v2 (nyu_depth_v2_labeled.mat)")
 
         try:
             with h5py.File(self.path, "r") as f:
@@ -219,7 +220,7 @@ class NYUv2(DefocusDataset):
 
     def _file(self):
         """The HDF5 handle of this process (opened on first use, again after a fork)."""
-        import h5py
+        h5py = require("h5py", "data", "reading NYU Depth v2 (nyu_depth_v2_labeled.mat)")
 
         if self._h5 is None or self._pid != os.getpid():
             self._h5 = h5py.File(self.path, "r")

@@ -15,7 +15,9 @@ github.com/saqibnaziir/2HDED-NET, itself D3-Net's encoder):
 Parameter names match torchvision's ``densenet121`` (``features.conv0``,
 ``features.norm0``, ``features.denseblock1.denselayer1.norm1`` ... ``features.norm5``), so
 :func:`load_encoder_weights` loads torchvision's ImageNet checkpoint
-(``densenet121-a639ec97.pth``) from a local file. The stem conv (3x3 here, 7x7 there)
+(``densenet121-a639ec97.pth``) from a local file, or downloads it on request
+(``encoder_weights="imagenet"``: :data:`IMAGENET_URL`, cached and hash-checked by
+:func:`twohded.download.download`). The stem conv (3x3 here, 7x7 there)
 and the classifier do not fit and are skipped; ``features.downconv0`` and
 ``features.norm1`` (the 4x4 stride-2 stem conv and its BN) have no ImageNet
 counterpart and keep their initialisation, as in the authors' code.
@@ -34,7 +36,11 @@ from torch import Tensor, nn
 
 from twohded.errors import InputError
 
-__all__ = ["DenseNetEncoder", "load_encoder_weights", "remap_torchvision_keys"]
+__all__ = ["IMAGENET_URL", "DenseNetEncoder", "load_encoder_weights", "remap_torchvision_keys"]
+
+#: torchvision's ImageNet DenseNet-121 (``encoder_weights="imagenet"``); the ``a639ec97`` in the
+#: name is the start of the file's SHA-256 (torch.hub's convention), which the download checks
+IMAGENET_URL = "https://download.pytorch.org/models/densenet121-a639ec97.pth"
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +190,10 @@ def load_encoder_weights(
 
     Args:
         encoder: the encoder to fill.
-        weights: path of a local checkpoint (e.g. ``densenet121-a639ec97.pth``) or a state dict
-            with torchvision's key names. Nothing is downloaded.
+        weights: path of a local checkpoint (e.g. ``densenet121-a639ec97.pth``), a state dict
+            with torchvision's key names, ``"imagenet"`` (downloads :data:`IMAGENET_URL` into
+            the cache once, hash-checked) or an ``http(s)://`` URL (``#sha256=<hex>`` suffix,
+            or a torchvision-style hash in the name). Only these two download.
 
     Returns:
         ``(loaded, skipped)``: encoder keys that were loaded, and checkpoint keys that were
@@ -196,6 +204,10 @@ def load_encoder_weights(
         InputError: missing or unreadable file, or no tensor of the checkpoint fits.
     """
     source = str(weights) if isinstance(weights, (str, Path)) else "state dict"
+    if isinstance(weights, str) and (weights == "imagenet" or weights.startswith(("http://", "https://"))):
+        from twohded.download import download
+
+        weights = download(IMAGENET_URL if weights == "imagenet" else weights, subdir="weights")
     sd = _read_state_dict(weights) if isinstance(weights, (str, Path)) else dict(weights)
     sd = remap_torchvision_keys(sd)
     own = encoder.state_dict()

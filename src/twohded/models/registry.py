@@ -80,7 +80,8 @@ def create_model(name: str = DEFAULT_MODEL, **options: Any) -> nn.Module:
 
     For ``2hded`` / ``2hded-depth`` / ``2hded-aif`` the options are those of
     :class:`~twohded.models.twohded.TwoHDEDNet` (``encoder_weights=path`` loads torchvision's
-    ImageNet DenseNet-121 from a local file; nothing is downloaded).
+    ImageNet DenseNet-121 from a local file; ``encoder_weights="imagenet"`` downloads it on
+    request, cached and hash-checked; nothing else downloads).
 
     Raises:
         InputError: unknown name, unknown option, or a missing/corrupt ``encoder_weights`` file.

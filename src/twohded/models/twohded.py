@@ -66,7 +66,8 @@ class TwoHDEDNet(nn.Module):
     Args:
         heads: which heads to build, a subset of ``("depth", "aif")``.
         encoder_weights: local path (or state dict) of torchvision's ImageNet ``densenet121``
-            checkpoint (``densenet121-a639ec97.pth``); ``None`` leaves the random init.
+            checkpoint (``densenet121-a639ec97.pth``), ``"imagenet"`` to download that file
+            on request (cached, hash-checked), or ``None`` (default): the random init.
         decoder_dropout: dropout probability in the two deepest blocks of each decoder
             (0.5 as the authors' training scripts, which pass ``--use_dropout``; 0 disables).
         input_norm: how ``[0, 1]`` images are fed to the encoder: ``"symmetric"``

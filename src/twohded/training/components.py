@@ -197,6 +197,8 @@ def _build_model(cfg: ExperimentConfig, model_state: dict[str, Any] | None, devi
 
     seed_all(cfg.seed)
     options = dict(cfg.model.options)
+    if cfg.model.encoder_weights is not None:
+        options["encoder_weights"] = cfg.model.encoder_weights
     if model_state is not None:
         options = strip_load_only(options)
     model: nn.Module = create_model(cfg.model.name, **options)

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import math
 from pathlib import Path
 from typing import Any
 
+from ..extras import require
 from ..io import atomic_write
 
 __all__ = ["CSVLog", "TensorBoardLog"]
 
-log = logging.getLogger("twohded.training")
 
 FIRST = ("split", "step", "epoch", "lr", "time_s", "loss")
 
@@ -81,16 +80,16 @@ class CSVLog:
 
 
 class TensorBoardLog:
-    """Scalars under ``train/...`` and ``val/...``; a no-op (one warning) without tensorboard."""
+    """Scalars under ``train/...`` and ``val/...`` (TensorBoard: the ``train`` extra)."""
 
     def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
-        self.writer = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # pragma: no cover - tensorboard is a dependency
-            log.warning("tensorboard is not installed: no event files are written (pip install tensorboard)")
-            return
-        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+        self.writer = self.summary_writer_class()(log_dir=str(log_dir), purge_step=purge_step)
+
+    @staticmethod
+    def summary_writer_class():
+        """``torch.utils.tensorboard.SummaryWriter``; :class:`~twohded.extras.MissingExtraError`
+        (``pip install 'twohded[train]'``) without TensorBoard."""
+        return require("torch.utils.tensorboard", "train", "training (TensorBoard logs)").SummaryWriter
 
     def scalars(self, prefix: str, values: dict[str, Any], step: int) -> None:
         if self.writer is None:

@@ -314,6 +314,8 @@ class _Trainer:
         from tqdm import tqdm
 
         self.setup()
+        if self.info.is_main:
+            TensorBoardLog.summary_writer_class()  # fail before the run folder exists without it
         self.run_dir = open_run_dir(self.cfg, self.info, self.resume_dir, self.run_dir_arg)
         cfg, info, t, p = self.cfg, self.info, self.cfg.train, self.progress
         resumed = self.ckpt is not None
