@@ -1062,7 +1062,7 @@ class Benchmark:
                 t0 = time.perf_counter()
                 count = 0
                 for b in loader:
-                    out = render_batch(b, device=self.device)
+                    out = render_batch(b, ds.render_spec, self.device)
                     count += out["image"].shape[0]
                 self.timer.sync()
                 dt = time.perf_counter() - t0
@@ -1080,6 +1080,7 @@ class Benchmark:
         from twohded import render_defocus
         from twohded.data import render_batch
         from twohded.data.defocus import filled_depth
+        from twohded.render_spec import RenderSpec
 
         cases = [(QUICK_SIZE, QUICK_SIZE, 2, "paper")] if self.q else [(256, 256, 32, "paper"), (256, 256, 32, "d3net_nyu"), (480, 640, 8, "paper")]
         rows = []
@@ -1100,13 +1101,13 @@ class Benchmark:
                     else:  # what the training loop calls on a collated "deferred" batch
                         items = [{"image": aif[i].cpu(), "aif": aif[i].cpu(), "depth": depth[i].cpu(),
                                   "render_depth": filled_depth(depth[i].cpu(), "bench"),
-                                  "render_seed": torch.tensor(i), "pixel_scale": torch.tensor(1.0, dtype=torch.float64),
-                                  "blur_at": "source", "preset": preset} for i in range(b)]
+                                  "render_seed": torch.tensor(i), "pixel_scale": torch.tensor(1.0, dtype=torch.float64)}
+                                 for i in range(b)]
                         collated = default_collate(items)
 
-                        def fn(collated=collated):
+                        def fn(collated=collated, spec=RenderSpec.resolve(preset)):
                             with torch.no_grad():
-                                return render_batch(collated, device=self.device)["image"]
+                                return render_batch(collated, spec, self.device)["image"]
                     t = self.timer.measure(fn, **self.iters("render"))
                     row.update(t, images_per_s=b / t["median_s"], peak_gib=self.peak_gib())
                     self.say(f"| {call} | {preset} | {h}x{w} | {b} | {fmt(row['images_per_s'])} | {fmt(t['median_s'] * 1e3, 2)} | "

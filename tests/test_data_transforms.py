@@ -98,7 +98,7 @@ def test_render_batch_matches_render_mode_and_moves_device():
     lazy = SyntheticScenes(None, "val", defocus="deferred", **opts)
     batch = next(iter(DataLoader(lazy, batch_size=3)))
     assert torch.equal(batch["image"], batch["aif"])  # not rendered yet
-    out = render_batch(batch, device="cpu")
+    out = render_batch(batch, lazy.render_spec, "cpu")
     for i in range(3):
         assert torch.allclose(out["image"][i], eager[i]["image"], atol=1e-6)
     assert not torch.equal(out["image"], out["aif"])

@@ -4,6 +4,7 @@ Top-level API (imported lazily, so ``import twohded`` stays light):
 
 - :func:`render_defocus` -- thin-lens, layered, occlusion-aware defocus renderer;
 - :class:`Camera`, :func:`get_preset`, :func:`list_presets` -- thin-lens camera and presets;
+- :class:`RenderSpec` -- camera, renderer mode and blur placement of a dataset, resolved once;
 - :func:`create_model`, :func:`list_models` -- 2HDED:NET and its variants;
 - :func:`load_model` -- a trained checkpoint as a :class:`Predictor` (``.predict(image)``);
 - :func:`evaluate_model` -- depth and deblurring metrics on a dataset.
@@ -21,6 +22,7 @@ _LAZY = {
     "Camera": "twohded.optics",
     "get_preset": "twohded.optics",
     "list_presets": "twohded.optics",
+    "RenderSpec": "twohded.render_spec",
     "create_model": "twohded.models",
     "list_models": "twohded.models",
     "load_model": "twohded.predict",

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from .data.base import base_dataset
 from .errors import InputError
 from .metrics import DEPTH_KEYS, IMAGE_KEYS, MetricAverager, depth_metrics, image_metrics
 
@@ -233,18 +234,12 @@ def _fmt(v, digits: int) -> str:
 # ---------------------------------------------------------------------------------------
 
 
-def _base(dataset: Dataset) -> Dataset:
-    while isinstance(dataset, Subset):
-        dataset = dataset.dataset
-    return dataset
-
-
 def infer_dataset_name(dataset: Dataset) -> str | None:
     """``"nyu"``, ``"make3d"``, ... for a twohded dataset (a cache: its source dataset), else None."""
     from .data import DATASETS
     from .data.cache import PreparedDataset
 
-    base = _base(dataset)
+    base = base_dataset(dataset)
     if isinstance(base, PreparedDataset):
         return base.settings.get("dataset")
     for name, cls in DATASETS.items():
@@ -259,7 +254,7 @@ def _frame_info(dataset: Dataset) -> dict:
     from .data import DATASETS
     from .data.cache import PreparedDataset
 
-    base = _base(dataset)
+    base = base_dataset(dataset)
     info: dict[str, Any] = {"full_frame": True, "border": None, "native": None, "resized": False}
     if isinstance(base, PreparedDataset):
         s = base.settings
@@ -293,7 +288,7 @@ def _frame_info(dataset: Dataset) -> dict:
 
 
 def _dataset_max_depth(dataset: Dataset) -> float:
-    base = _base(dataset)
+    base = base_dataset(dataset)
     config = getattr(base, "config", None)
     rng = getattr(config, "depth_range_m", None)
     return float(rng[1]) if rng else 10.0
@@ -304,7 +299,7 @@ class _NativeGT:
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
-        base = _base(dataset)
+        base = base_dataset(dataset)
         names = list(getattr(base, "names", []))
         if isinstance(dataset, Subset):
             names = [names[i] for i in dataset.indices]
@@ -601,10 +596,11 @@ def _score_batches(model: nn.Module, runner, loader: DataLoader, scorer: "_Score
     """Render, predict and score every batch of ``loader``."""
     from tqdm import tqdm
 
-    from .data import render_batch
+    from .data import render_batch, render_spec_of
 
+    spec = render_spec_of(loader.dataset)
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
-        batch = render_batch(batch, device=dev)
+        batch = render_batch(batch, spec, dev)
         image = batch["image"].float()
         if getattr(model, "needs_depth", False):  # e.g. an oracle baseline: it is given the true depth
             out = runner(image, depth=batch.get("render_depth", batch["depth"]).float())

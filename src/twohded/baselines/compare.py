@@ -235,10 +235,10 @@ def load_trained(method: str, dataset: str, s: Settings) -> tuple[nn.Module | No
 def _sample_batch(dataset, n: int, device: torch.device) -> dict:
     from torch.utils.data import default_collate
 
-    from ..data import render_batch
+    from ..data import render_batch, render_spec_of
 
     items = [dataset[i % len(dataset)] for i in range(n)]
-    return render_batch(default_collate(items), device=device)
+    return render_batch(default_collate(items), render_spec_of(dataset), device)
 
 
 def inference_settings(model: nn.Module, fast: bool):

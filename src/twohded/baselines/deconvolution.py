@@ -99,8 +99,8 @@ _EPS = 1e-4
 
 def _cameras(spec, depth: Tensor) -> list[Camera]:
     """One camera per image: a Camera, a list of them, a Preset or a preset name."""
-    from ..data.defocus import cameras_for
     from ..optics import get_preset
+    from ..render_spec import RenderSpec
 
     b = depth.shape[0]
     if isinstance(spec, Camera):
@@ -115,7 +115,7 @@ def _cameras(spec, depth: Tensor) -> list[Camera]:
     if preset.camera is None:
         raise InputError(f"deconvolve: preset {preset.name!r} draws a random camera per image; pass the cameras themselves")
     # the image is taken at the preset's own pixel grid (pixel_scale 1)
-    return cameras_for(preset, depth, [0] * b, [1.0] * b, "output")
+    return RenderSpec.resolve(preset, blur_at="output").cameras(depth, [0] * b, [1.0] * b)
 
 
 def layer_decomposition(depth: Tensor, cameras: Sequence[Camera], mode: DefaultMode) -> tuple[Tensor, Tensor, int]:
@@ -606,7 +606,7 @@ def tune_regularisation(
     """
     from torch.utils.data import default_collate
 
-    from ..data import render_batch
+    from ..data import render_batch, render_spec_of
     from ..metrics import psnr
 
     if not grid:
@@ -615,7 +615,7 @@ def tune_regularisation(
         raise InputError("tune_regularisation: method 'rl' has no regularisation weight (tune its iterations)")
     items = []
     for i in range(min(int(limit), len(dataset))):
-        batch = render_batch(default_collate([dataset[i]]), device=device)
+        batch = render_batch(default_collate([dataset[i]]), render_spec_of(dataset), device)
         depth = batch.get("render_depth", batch["depth"]).float()
         items.append((batch["image"].float(), _fill(depth), batch["aif"].float()))
     scores: dict[float, float] = {}

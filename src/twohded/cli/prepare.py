@@ -171,9 +171,9 @@ def run(args: argparse.Namespace) -> int:
     if defocus == "auto":  # an RGB-D folder: real if it has defocused/ or aif/, else rendered
         defocus = cls(args.root, split_arg(splits[0]), defocus="auto", preset=preset, **specific).defocus
     resize = args.resize or ("crop" if defocus == "real" else "resize")
-    common = dict(size=size, resize=resize, augment=False, seed=args.seed, blur_at=args.blur_at)
+    common = dict(size=size, resize=resize, augment=False, seed=args.seed)
     if defocus != "real":
-        common.update(preset=preset, render_mode=args.mode)
+        common.update(preset=preset)
     mode = "real" if defocus == "real" else "deferred"
     datasets = {split: cls(args.root, split_arg(split), defocus=mode, **specific, **common) for split in splits}
     settings = _settings(args, splits, size, resize, defocus)

@@ -54,8 +54,14 @@ def add_camera_options(parser: argparse.ArgumentParser, seed_option: bool = True
 
 
 def camera_from_args(args: argparse.Namespace):
-    """The Camera or Preset selected by ``--preset`` and the camera options."""
+    """The :class:`~twohded.render_spec.RenderSpec` stated by ``--preset``, ``--mode``, the
+    camera options and ``--blur-at`` (where the command has it).
+
+    The camera options change the preset's camera and keep its default renderer mode (an
+    explicit ``--pixel-pitch-um`` is absolute: the pitch no longer follows the image width).
+    """
     from ..optics import get_preset
+    from ..render_spec import RenderSpec
 
     preset = get_preset(args.preset)
     changes = {
@@ -63,13 +69,12 @@ def camera_from_args(args: argparse.Namespace):
         for dest, (field, factor) in CAMERA_OPTIONS.items()
         if getattr(args, dest, None) is not None
     }
-    if not changes:
-        return preset
-    if preset.camera is None:
-        raise InputError(f"--preset {args.preset} draws a random camera per image; camera options do not apply to it")
-    if "pixel_pitch_m" in changes:  # an explicit pixel size is absolute
-        return preset.camera.with_(**changes)
-    return dataclasses.replace(preset, camera=preset.camera.with_(**changes))
+    if changes:
+        if preset.camera is None:
+            raise InputError(f"--preset {args.preset} draws a random camera per image; camera options do not apply to it")
+        absolute = {"sensor_width_m": None} if "pixel_pitch_m" in changes else {}
+        preset = dataclasses.replace(preset, camera=preset.camera.with_(**changes), **absolute)
+    return RenderSpec.resolve(preset, args.mode, getattr(args, "blur_at", None))
 
 
 def add_parser(sub) -> None:
@@ -124,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.fill_invalid:
             raise InputError(f"{args.depth}: {problem}; pass --fill-invalid to fill them from the nearest valid pixel")
         depth = fill_invalid_depth(depth, name=str(args.depth))
-    result = render_defocus(image, depth, spec, mode=args.mode, seed=args.seed)
+    result = render_defocus(image, depth, spec.camera, mode=spec.mode, seed=args.seed)
     if out.suffix.lower() == ".npy":
         with atomic_write(out) as tmp:
             with open(tmp, "wb") as fh:

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             continue
         scene = make_scene(seed, config)
-        defocused = render_defocus(scene.aif, scene.depth, spec, mode=args.mode, seed=seed) if render else None
+        defocused = render_defocus(scene.aif, scene.depth, spec.camera, mode=spec.mode, seed=seed) if render else None
         write_image(paths["rgb"], scene.aif)
         write_depth_png_mm(paths["depth"], scene.depth)
         if render:

@@ -18,7 +18,7 @@ See ``docs/datasets.md``.
 from __future__ import annotations
 
 from ..errors import InputError
-from .base import DefocusDataset
+from .base import DefocusDataset, base_dataset, render_spec_of
 from .cache import PreparedDataset
 from .defocus import render_batch
 from .dfd import DFDIndoor
@@ -77,7 +77,9 @@ __all__ = [
     "PreparedDataset",
     "RGBDFolder",
     "SyntheticScenes",
+    "base_dataset",
     "build_dataset",
     "parse_size",
     "render_batch",
+    "render_spec_of",
 ]

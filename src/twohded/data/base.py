@@ -15,7 +15,9 @@ Every item is a dict:
 - ``name``   str.
 
 ``"deferred"`` items also carry ``render_depth`` (``(1, H, W)`` depth with invalid pixels
-filled), ``render_seed`` (int64), ``pixel_scale`` (float) and ``preset`` / ``blur_at`` (str).
+filled), ``render_seed`` (int64) and ``pixel_scale`` (float64): only per-item tensors. What is
+the same for every item (camera, renderer mode, blur placement) is the dataset's
+:attr:`DefocusDataset.render_spec`, which :func:`~twohded.data.defocus.render_batch` takes.
 
 Determinism: random crops, flips and random cameras come from
 ``numpy.random.default_rng([seed, epoch, index])``, so an item does not depend on the worker
@@ -29,10 +31,11 @@ import logging
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from ..errors import InputError
 from ..io import valid_depth_mask
+from ..render_spec import RenderSpec
 from . import defocus as _defocus
 from .transforms import Geometry, apply_geometry
 
@@ -53,15 +56,22 @@ class DefocusDataset(Dataset):
     Args:
         split: split name (each dataset documents its own).
         defocus: ``"real"``, ``"render"`` or ``"deferred"`` (what the dataset supports).
-        preset: renderer preset name, :class:`~twohded.optics.Preset` or
-            :class:`~twohded.optics.Camera` (needed to render).
+        preset: renderer preset name, :class:`~twohded.optics.Preset`,
+            :class:`~twohded.optics.Camera` or :class:`~twohded.render_spec.RenderSpec`
+            (needed to render).
         size: output ``(height, width)``, or None for the frame size.
         resize: ``"resize"``, ``"crop"``, ``"fit"`` or ``"none"`` (see :class:`Geometry`).
         flip: random horizontal flips when augmenting.
         augment: random crop position and flips; default: True for training splits.
         seed: base seed of all randomness.
-        blur_at: ``"source"`` or ``"output"`` (see :mod:`twohded.data.defocus`).
-        render_mode: renderer mode (default: the preset's).
+        blur_at: ``"source"`` or ``"output"`` (see :mod:`twohded.data.defocus`); None:
+            ``"source"`` (or the given RenderSpec's).
+        render_mode: renderer mode (default: the preset's, or the given RenderSpec's).
+
+    Attributes:
+        render_spec: the :class:`~twohded.render_spec.RenderSpec` resolved from ``preset``,
+            ``render_mode`` and ``blur_at`` when the dataset renders (``"render"`` /
+            ``"deferred"``), else None.
         allow_real_resize: permit resizing real defocused images (changes their blur).
     """
 
@@ -79,7 +89,7 @@ class DefocusDataset(Dataset):
         flip: bool = True,
         augment: bool | None = None,
         seed: int = 0,
-        blur_at: str = "source",
+        blur_at: str | None = None,
         render_mode=None,
         allow_real_resize: bool = False,
     ) -> None:
@@ -91,13 +101,11 @@ class DefocusDataset(Dataset):
                 f"resize={self.geometry.resize!r} would resample the real defocused images (changing "
                 "their blur in pixels); use resize='crop' or no size, or pass allow_real_resize=True"
             )
-        if self.defocus in ("render", "deferred"):
-            _defocus.resolve_preset(preset)  # fail early on a bad preset name
-        self.preset = preset
-        if blur_at not in _defocus.BLUR_AT:
+        if blur_at is not None and blur_at not in _defocus.BLUR_AT:
             raise InputError(f"blur_at={blur_at!r}: choose one of {', '.join(_defocus.BLUR_AT)}")
-        self.blur_at = blur_at
-        self.render_mode = render_mode
+        self.render_spec: RenderSpec | None = None
+        if self.defocus in ("render", "deferred"):
+            self.render_spec = RenderSpec.resolve(preset, render_mode, blur_at)
         self.augment = is_train_split(split) if augment is None else bool(augment)
         self.seed = int(seed)
         self.epoch = 0
@@ -171,10 +179,9 @@ class DefocusDataset(Dataset):
         if self.defocus == "real":
             item["image"] = sample["defocused"].contiguous()
         elif self.defocus == "render":
-            filled = _defocus.filled_depth(depth, source)
-            item["image"], _ = _defocus.render_sample(
-                aif, filled, self.preset, render_seed, sample["pixel_scale"], self.blur_at, self.render_mode
-            )
+            filled = _defocus.filled_depth(depth, source)[None]
+            images, _ = self.render_spec.render(aif[None], filled, [render_seed], [sample["pixel_scale"]])
+            item["image"] = images[0]
         elif self.defocus == "none":  # the all-in-focus image itself is the input
             item["image"] = aif.clone()
         else:  # deferred
@@ -182,18 +189,29 @@ class DefocusDataset(Dataset):
             item["render_depth"] = _defocus.filled_depth(depth, source)
             item["render_seed"] = torch.tensor(render_seed, dtype=torch.int64)
             item["pixel_scale"] = torch.tensor(float(sample["pixel_scale"]), dtype=torch.float64)
-            item["blur_at"] = self.blur_at
-            if isinstance(self.preset, str):
-                item["preset"] = self.preset
         first = ("image", "depth", "aif", "mask", "name")
         return {**{k: item[k] for k in first}, **{k: v for k, v in item.items() if k not in first}}
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(split={self.split!r}, n={len(self)}, defocus={self.defocus!r}, "
-            f"preset={_defocus.preset_name(self.preset) if self.preset is not None else None!r}, "
+            f"render={self.render_spec.describe() if self.render_spec is not None else None!r}, "
             f"geometry={self.geometry})"
         )
+
+
+def base_dataset(dataset: Dataset) -> Dataset:
+    """The dataset under any :class:`torch.utils.data.Subset` wrappers."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return dataset
+
+
+def render_spec_of(dataset: Dataset) -> RenderSpec | None:
+    """The :class:`~twohded.render_spec.RenderSpec` of a twohded dataset (through Subsets);
+    None for a dataset that does not render (real or cached defocus, or not a twohded dataset)."""
+    base = base_dataset(dataset)
+    return base.render_spec if isinstance(base, DefocusDataset) else None
 
 
 def report_unmatched(what: str, files: list[str], reason: str) -> None:

@@ -174,7 +174,7 @@ def prepare_cache(
             bar = tqdm(total=len(pending), desc=f"prepare {split}", unit="sample", disable=not progress, file=sys.stderr)
             position = 0
             for batch in loader:
-                batch, cams = render_batch(batch, ds.preset, device, blur_at=ds.blur_at, return_cameras=True)
+                batch, cams = render_batch(batch, ds.render_spec, device, return_cameras=True)
                 blurs = blur_stats(cams, batch["render_depth"], batch["mask"]) if cams else None
                 for b in range(batch["image"].shape[0]):
                     index = pending[position]

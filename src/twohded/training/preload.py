@@ -178,7 +178,7 @@ class DeviceData:
             parts: dict[str, list[torch.Tensor]] = {k: [] for k in KEYS}
             with torch.no_grad():
                 for batch in loader:
-                    batch = render_batch(batch, device=self.device)
+                    batch = render_batch(batch, dataset.render_spec, self.device)
                     for k in KEYS:
                         parts[k].append(batch[k].to(self.device))
         except RuntimeError as exc:

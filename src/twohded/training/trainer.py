@@ -304,10 +304,11 @@ class _Trainer:
 
     # -- one step --------------------------------------------------------------------------
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
-        from ..data import render_batch
+        from ..data import render_batch, render_spec_of
 
         p = self.progress
-        return self.c.train_step(render_batch(batch, device=self.c.device), step=p.step + 1, epoch=p.epoch + 1)
+        batch = render_batch(batch, render_spec_of(self.c.data.train), self.c.device)
+        return self.c.train_step(batch, step=p.step + 1, epoch=p.epoch + 1)
 
     # -- main ------------------------------------------------------------------------------
     def run(self) -> RunResult:

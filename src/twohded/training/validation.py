@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..data import render_batch
+from ..data import render_batch, render_spec_of
 from ..metrics import HIGHER_IS_BETTER, depth_metrics, image_metrics
 
 __all__ = ["validate", "metric_direction"]
@@ -55,9 +55,10 @@ def validate(
             sums[k] = sums.get(k, 0.0) + v
             counts[k] = counts.get(k, 0) + 1
 
+    spec = render_spec_of(loader.dataset)
     try:
         for batch in loader:
-            batch = render_batch(batch, device=device)
+            batch = render_batch(batch, spec, device)
             image = batch["image"]
             if channels_last:
                 image = image.contiguous(memory_format=torch.channels_last)
