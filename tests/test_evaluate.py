@@ -16,10 +16,10 @@ from twohded.cli import main
 from twohded.data import build_dataset
 from twohded.errors import InputError
 from twohded.evaluate import EvalResult, evaluate_model
-from twohded.models import ModelOutput, create_model
+from twohded.models import DefocusModel, ModelOutput, create_model
 
 
-class Constant(nn.Module):
+class Constant(DefocusModel):
     """Stand-in model: constant depth ``c`` metres, AiF = input + ``shift``."""
 
     outputs = ("depth", "aif")

@@ -210,9 +210,9 @@ def test_graph_bookkeeping_with_a_stand_in_graph(monkeypatch):
     not overwritten by later replays, and a capture failure falling back to eager: with a CPU stand-in
     for the CUDA graph that, like a replay, writes into the same output buffers every time."""
     import twohded.fast.runner as runner_module
-    from twohded.models import ModelOutput
+    from twohded.models import DefocusModel, ModelOutput
 
-    class Net(nn.Module):
+    class Net(DefocusModel):
         outputs = ("depth", "aif")
 
         def __init__(self):

@@ -4,7 +4,8 @@
 ``@register_model`` (e.g. a later DnCNN/IRCNN baseline) is picked up automatically. The
 contract it checks: ``forward((B, 3, H, W) in [0, 1])`` at any size returns a
 ``ModelOutput`` whose fields named in ``model.outputs`` are finite, ``depth`` is
-``(B, 1, H, W)``, ``aif`` is ``(B, 3, H, W)`` and in ``[0, 1]`` in eval mode.
+``(B, 1, H, W)``, ``aif`` is ``(B, 3, H, W)`` and in ``[0, 1]`` in eval mode; the model is a
+``DefocusModel`` declaring ``outputs``, ``needs_depth`` and ``stride``.
 Registry ``tester`` hint: ``export`` (run the ``torch.export`` test on that variant).
 """
 
@@ -18,7 +19,7 @@ import torch
 
 import twohded
 from twohded.errors import InputError
-from twohded.models import ModelOutput, count_parameters, model_info
+from twohded.models import DefocusModel, ModelOutput, count_parameters, model_info
 from twohded.models.summary import feature_sizes
 
 ODD_SIZES = [(17, 23), (33, 45)]  # padded to 32x32 and 64x64
@@ -69,6 +70,17 @@ class TestEveryModel:
         info = model_info(name)
         assert tuple(model.outputs) == info.outputs
         assert set(info.outputs) <= {"depth", "aif"} and info.outputs
+
+    def test_declarations(self, model):
+        """Every model is a DefocusModel declaring outputs, needs_depth and stride; a size that
+        is not a multiple of the stride still comes back at the input's size."""
+        assert isinstance(model, DefocusModel)
+        assert isinstance(model.outputs, tuple) and model.outputs
+        assert model.needs_depth is False  # registered models take the image alone
+        assert isinstance(model.stride, int) and model.stride >= 1
+        h, w = model.stride + 1, 2 * model.stride + 3
+        with torch.no_grad():
+            _check_output(model(torch.rand(1, 3, h, w)), model, (1, 3, h, w))
 
     def test_parameter_count(self, name, model):
         expected = model_info(name).num_params

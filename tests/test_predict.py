@@ -10,7 +10,7 @@ from torch import nn
 
 from twohded.cli import main
 from twohded.errors import InputError
-from twohded.models import ModelOutput
+from twohded.models import DefocusModel, ModelOutput
 from twohded.predict import MIN_SIDE, Prediction, Predictor, load_model, tile_grid, to_image_tensor
 
 
@@ -19,7 +19,7 @@ def predictor(ckpt):
     return load_model(ckpt, device="cpu")
 
 
-class Pointwise(nn.Module):
+class Pointwise(DefocusModel):
     """A stand-in whose output at a pixel depends on that pixel only: tiling must be exact."""
 
     outputs = ("depth", "aif")

@@ -18,19 +18,20 @@ from twohded.data import SyntheticScenes, render_batch
 from twohded.data.cache import PreparedDataset, prepare_cache
 from twohded.errors import InputError
 from twohded.io import read_depth, read_image
+from twohded.models import DefocusModel, ModelOutput
 from twohded.optics import D3NET_NYU, PRESETS
 from twohded.render import D3NetMode, DefaultMode
 
 SCENES = dict(n=2, height=32, width=40, augment=False)
 
 
-class _Identity(torch.nn.Module):
+class _Identity(DefocusModel):
     """A stand-in model: its all-in-focus output is its input image (so validation's PSNR
     measures the rendered input against the sharp target)."""
 
-    def forward(self, image):
-        from twohded.models.twohded import ModelOutput
+    outputs = ("aif",)
 
+    def forward(self, image):
         return ModelOutput(depth=None, aif=image)
 
 

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from .data.base import base_dataset
 from .errors import InputError
+from .models.base import check_model
 from .metrics import DEPTH_KEYS, IMAGE_KEYS, MetricAverager, depth_metrics, image_metrics
 
 log = logging.getLogger("twohded.evaluate")
@@ -384,7 +385,8 @@ def evaluate_model(
     """Evaluate ``model`` on ``dataset`` (items as :mod:`twohded.data` makes them).
 
     Args:
-        model: a twohded model (``ModelOutput`` with ``depth`` and/or ``aif``). It is put in
+        model: a :class:`~twohded.models.DefocusModel` (``ModelOutput`` with ``depth`` and/or
+            ``aif``, as its ``outputs`` declare). It is put in
             eval mode for the run and its mode restored afterwards; with ``device`` given it
             is moved there, else it stays where it is. A model with ``needs_depth = True``
             (an oracle baseline, :mod:`twohded.baselines`) is called as
@@ -413,6 +415,7 @@ def evaluate_model(
     """
     from .fast import InferenceSettings, prepare_inference
 
+    check_model(model, "evaluate_model")
     _check_arguments(protocol, figures, out_dir, batch_size, len(dataset))
     plan = plan_evaluation(dataset, protocol, dataset_name, gt)
     dev = _place(model, device)
@@ -428,7 +431,7 @@ def evaluate_model(
         _score_batches(model, runner, loader, scorer, dev, progress)
     finally:
         model.train(was_training)
-    result = scorer.result(tuple(getattr(model, "outputs", ("depth", "aif"))), {
+    result = scorer.result(tuple(model.outputs), {
         **(info or {}),
         "device": str(dev),
         "fast": bool(runner.settings.fast),
@@ -602,7 +605,7 @@ def _score_batches(model: nn.Module, runner, loader: DataLoader, scorer: "_Score
     for batch in tqdm(loader, desc="evaluate", unit="batch", disable=not progress, leave=False):
         batch = render_batch(batch, spec, dev)
         image = batch["image"].float()
-        if getattr(model, "needs_depth", False):  # e.g. an oracle baseline: it is given the true depth
+        if model.needs_depth:  # e.g. an oracle baseline: it is given the true depth
             out = runner(image, depth=batch.get("render_depth", batch["depth"]).float())
         else:
             out = runner(image)

@@ -108,7 +108,7 @@ def _require(module: str, purpose: str):
 
 
 def _check_size(model: nn.Module, height: int, width: int) -> int:
-    multiple = int(getattr(model, "multiple", 32))
+    multiple = int(model.stride)
     if height < multiple or width < multiple or height % multiple or width % multiple:
         raise InputError(
             f"export size {width}x{height} (WxH): height and width must be positive multiples of {multiple} "
@@ -238,12 +238,14 @@ def export_onnx(
     """
     from .io import atomic_write
 
+    from .models.base import check_model
+
     path = _check_arguments(path, exporter, opset, overwrite)
-    multiple = _check_size(model, height, width)
+    multiple = _check_size(check_model(model, "export_onnx"), height, width)
     _require("onnx", "ONNX export")
     if check:
         _require("onnxruntime", "checking the exported file (--no-check skips it)")
-    names = tuple(getattr(model, "outputs", ("depth", "aif")))
+    names = tuple(model.outputs)
 
     was_training = model.training
     param = next(iter(model.parameters()), None)

@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 from .devices import resolve_device
 from .errors import InputError
+from .models.base import check_model
 
 if TYPE_CHECKING:
     from .fast import FastModel, InferenceSettings
@@ -359,7 +360,7 @@ class Predictor:
         if self.settings is None:
             self.settings = InferenceSettings.from_flags(self.fast, self.compile)
         base = self.model
-        self._outputs = tuple(getattr(base, "outputs", ("depth", "aif")))
+        self._outputs = tuple(check_model(base, "Predictor").outputs)
         self._runner = prepare_inference(base, self.device, self.settings)
         self.settings = self._runner.settings
         self.fast = bool(self.settings.fast)

@@ -268,10 +268,8 @@ def measure_speed(model: nn.Module, batch: dict, device: torch.device, fast: boo
     runner = prepare_inference(model, device, inference_settings(model, fast))
     x = batch["image"].float()
     depth = batch.get("render_depth", batch["depth"]).float()
-    needs_depth = bool(getattr(model, "needs_depth", False))
-
     def step():
-        return runner(x, depth=depth) if needs_depth else runner(x)
+        return runner(x, depth=depth) if model.needs_depth else runner(x)
 
     def sync():
         if device.type == "cuda":
@@ -470,7 +468,7 @@ def _evaluate_method(key: str, name: str, model: nn.Module, note: str, params: i
     speed = measure_speed(model, speed_batch, device, s.fast, 1 if s.quick else s.warmup, 2 if s.quick else s.speed_iters)
     entry["methods"][name] = {
         "label": LABELS.get(name, name),
-        "outputs": list(getattr(model, "outputs", ())),
+        "outputs": list(model.outputs),
         "note": note,
         "parameters": int(params),
         "depth": result.depth,

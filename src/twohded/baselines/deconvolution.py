@@ -58,10 +58,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import InputError
-from ..models.twohded import ModelOutput
+from ..models.base import DefocusModel, ModelOutput
 from ..optics import Camera, Preset
 from ..render import DefaultMode, default_layers, gaussian_taps, separable_blur
 
@@ -487,7 +487,7 @@ class LayeredBlur:
 # ---------------------------------------------------------------------------------------
 
 
-class DepthThenDeconvolution(nn.Module):
+class DepthThenDeconvolution(DefocusModel):
     """A two-stage model: a depth map, then :func:`deconvolve` with the camera.
 
     Args:
@@ -509,7 +509,7 @@ class DepthThenDeconvolution(nn.Module):
 
     def __init__(
         self,
-        depth_source: str | nn.Module = "oracle",
+        depth_source: str | DefocusModel = "oracle",
         preset: str | Preset | Camera = "paper",
         *,
         depth_clamp_m: tuple[float, float] = (0.1, 100.0),
@@ -520,8 +520,8 @@ class DepthThenDeconvolution(nn.Module):
             if depth_source != "oracle":
                 raise InputError(f"depth_source={depth_source!r}: use 'oracle' or a depth model")
             self.depth_model = None
-        elif isinstance(depth_source, nn.Module):
-            if "depth" not in tuple(getattr(depth_source, "outputs", ())):
+        elif isinstance(depth_source, DefocusModel):
+            if "depth" not in depth_source.outputs:
                 raise InputError("depth_source: the model has no depth output")
             self.depth_model = depth_source
         else:
@@ -546,7 +546,13 @@ class DepthThenDeconvolution(nn.Module):
 
     @property
     def outputs(self) -> tuple[str, ...]:
+        """``("aif",)`` (oracle) or ``("depth", "aif")`` (with a depth model)."""
         return ("aif",) if self.depth_model is None else ("depth", "aif")
+
+    @property
+    def stride(self) -> int:
+        """The depth model's stride (1 for the oracle: deconvolution keeps the resolution)."""
+        return 1 if self.depth_model is None else self.depth_model.stride
 
     def forward(self, image: Tensor, depth: Tensor | None = None) -> ModelOutput:
         if image.dim() != 4 or image.shape[1] != 3:

@@ -11,14 +11,14 @@ demo`` and ``benchmarks/compare_baselines.py``.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ..errors import InputError
+from ..models.base import DefocusModel, ModelOutput
 
 __all__ = ["TrivialBaseline", "mean_depth"]
 
 
-class TrivialBaseline(nn.Module):
+class TrivialBaseline(DefocusModel):
     """Predicts a constant depth (metres) and returns the input as the all-in-focus image."""
 
     outputs = ("depth", "aif")
@@ -27,9 +27,7 @@ class TrivialBaseline(nn.Module):
         super().__init__()
         self.register_buffer("depth_m", torch.tensor(float(depth_m)))
 
-    def forward(self, image: torch.Tensor):
-        from ..models import ModelOutput
-
+    def forward(self, image: torch.Tensor) -> ModelOutput:
         depth = self.depth_m.to(image.dtype).expand(image.shape[0], 1, *image.shape[-2:]).clone()
         return ModelOutput(depth=depth, aif=image)
 

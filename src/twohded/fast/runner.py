@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ..cuda_graph import CapturedGraph
 from ..errors import InputError
+from ..models.base import check_model
 from .settings import BF16_RTOL, DTYPES, MODES_WITH_GRAPHS, InferenceSettings
 from .surgery import cast_conv_weights, first_line, float32_heads, fold_batchnorm, fuse_conv_relu, gemm_heads
 
@@ -188,7 +189,7 @@ def prepare_inference(
     else:
         dev = torch.device(device)
     s = settings.resolve(dev)
-    outputs = tuple(getattr(model, "outputs", ("depth", "aif")))
+    outputs = tuple(check_model(model, "prepare_inference").outputs)
     if dev.type == "cuda" and s.fast and s.cudnn_benchmark:
         torch.backends.cudnn.benchmark = True
     folded = 0

@@ -4,10 +4,13 @@ Names: ``2hded`` (both heads, default), ``2hded-depth`` (depth head only, D3-Net
 ``2hded-aif`` (all-in-focus head only); baselines ``dncnn`` and ``ircnn`` (all-in-focus only,
 docs/baselines.md). ``model(image)`` takes ``(B, 3, H, W)`` in ``[0, 1]``
 and returns :class:`ModelOutput` (``depth`` ``(B, 1, H, W)`` metres, ``aif`` ``(B, 3, H, W)``).
+Every model subclasses :class:`DefocusModel` (:mod:`twohded.models.base`), which declares
+``outputs``, ``needs_depth`` and ``stride``.
 """
 
 from __future__ import annotations
 
+from twohded.models.base import DefocusModel, check_model
 from twohded.models.registry import DEFAULT_MODEL, ModelInfo, create_model, list_models, model_info, register_model
 from twohded.models.encoder import DenseNetEncoder, load_encoder_weights
 from twohded.models.decoder import DecoderBlock, UNetDecoder
@@ -19,12 +22,14 @@ __all__ = [
     "DEFAULT_MODEL",
     "HEADS",
     "DecoderBlock",
+    "DefocusModel",
     "DenseNetEncoder",
     "ModelInfo",
     "ModelOutput",
     "ResidualCNN",
     "TwoHDEDNet",
     "UNetDecoder",
+    "check_model",
     "count_parameters",
     "create_model",
     "init_weights",

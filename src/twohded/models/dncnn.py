@@ -29,12 +29,12 @@ from torch import Tensor, nn
 
 from twohded.errors import InputError
 from twohded.models.registry import register_model
-from twohded.models.twohded import ModelOutput
+from twohded.models.base import DefocusModel, ModelOutput
 
 __all__ = ["DNCNN_PARAMS", "ResidualCNN", "dncnn", "residual_cnn_params"]
 
 
-class ResidualCNN(nn.Module):
+class ResidualCNN(DefocusModel):
     """A plain residual CNN for image restoration (DnCNN, IRCNN): ``aif = image - body(image)``.
 
     Args:

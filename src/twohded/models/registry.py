@@ -4,7 +4,8 @@ A model factory is a function ``factory(**options) -> nn.Module`` whose module
 
 * takes ``(B, 3, H, W)`` images in ``[0, 1]`` of any size, and
 * returns a :class:`~twohded.models.twohded.ModelOutput` with ``depth`` and/or ``aif``,
-* has an ``outputs`` attribute naming the fields it fills (e.g. ``("depth", "aif")``).
+* is a :class:`~twohded.models.base.DefocusModel`: it declares ``outputs`` (the fields it
+  fills, e.g. ``("depth", "aif")``), ``needs_depth`` and ``stride``.
 
 Registering one is all it takes for the shared model tester (``tests/test_models.py``) to
 check it::

@@ -17,13 +17,13 @@ from __future__ import annotations
 import math
 
 from pathlib import Path
-from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from twohded.errors import InputError
+from twohded.models.base import DefocusModel, ModelOutput
 from twohded.models.decoder import UNetDecoder
 from twohded.models.encoder import DenseNetEncoder, load_encoder_weights
 from twohded.models.registry import register_model
@@ -33,19 +33,6 @@ __all__ = ["ModelOutput", "TwoHDEDNet", "HEADS", "init_weights"]
 HEADS = ("depth", "aif")
 _HEAD_CHANNELS = {"depth": 1, "aif": 3}
 _INPUT_NORMS = ("symmetric", "imagenet", "none")
-
-
-class ModelOutput(NamedTuple):
-    """Result of a forward pass; a field is ``None`` when the model has no such head.
-
-    Attributes:
-        depth: ``(B, 1, H, W)`` metres (linear, not clamped).
-        aif: ``(B, 3, H, W)`` all-in-focus image, ``[0, 1]`` scale (clamped to ``[0, 1]`` in
-            eval mode when ``clamp_aif``; unclamped in training mode so the loss sees it raw).
-    """
-
-    depth: Optional[Tensor] = None
-    aif: Optional[Tensor] = None
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
@@ -60,7 +47,7 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
-class TwoHDEDNet(nn.Module):
+class TwoHDEDNet(DefocusModel):
     """DenseNet-121 encoder with a depth head and/or an all-in-focus head.
 
     Args:
@@ -87,7 +74,7 @@ class TwoHDEDNet(nn.Module):
     multiple of 32 and cropped back) -> :class:`ModelOutput`.
     """
 
-    multiple = 32
+    stride = 32  # the encoder's total down-sampling; inputs are reflect-padded to a multiple
 
     def __init__(
         self,
@@ -160,8 +147,8 @@ class TwoHDEDNet(nn.Module):
         if image.dim() != 4 or image.shape[1] != 3:
             raise InputError(f"image: expected (B, 3, H, W), got {tuple(image.shape)}")
         h, w = image.shape[-2:]
-        ph = (-h) % self.multiple
-        pw = (-w) % self.multiple
+        ph = (-h) % self.stride
+        pw = (-w) % self.stride
         x = self._normalize(image)
         if ph or pw:
             # Reflect needs pad < size; tiny inputs fall back to edge replication.

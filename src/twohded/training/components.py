@@ -124,7 +124,7 @@ def build_components(cfg: ExperimentConfig, info: ddp.DistInfo, model_state: dic
     channels_last = t.channels_last and device.type == "cuda"
     train_ds, val_ds, sampler = _datasets_and_sampler(cfg, info)
     model, init_note = _build_model(cfg, model_state, device, info, channels_last)
-    outputs = tuple(getattr(model, "outputs", ("depth", "aif")))
+    outputs = tuple(model.outputs)
     _check_loss_fits(cfg, outputs)
     best = _best_metric(cfg, outputs) if val_ds is not None else None
     from ..losses import HybridLoss
