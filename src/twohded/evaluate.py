@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .data.base import base_dataset
+from .data.base import DefocusDataset, FrameInfo, base_dataset
 from .errors import InputError
 from .models.base import check_model
 from .metrics import DEPTH_KEYS, IMAGE_KEYS, MetricAverager, depth_metrics, image_metrics
@@ -235,64 +235,20 @@ def _fmt(v, digits: int) -> str:
 # ---------------------------------------------------------------------------------------
 
 
+def frame_info(dataset: Dataset) -> FrameInfo:
+    """What a twohded dataset's items show (:meth:`~twohded.data.base.DefocusDataset.frame_info`,
+    through Subsets); the defaults for any other dataset (whole frames, nothing known)."""
+    base = base_dataset(dataset)
+    return base.frame_info() if isinstance(base, DefocusDataset) else FrameInfo()
+
+
 def infer_dataset_name(dataset: Dataset) -> str | None:
     """``"nyu"``, ``"make3d"``, ... for a twohded dataset (a cache: its source dataset), else None."""
-    from .data import DATASETS
-    from .data.cache import PreparedDataset
-
-    base = base_dataset(dataset)
-    if isinstance(base, PreparedDataset):
-        return base.settings.get("dataset")
-    for name, cls in DATASETS.items():
-        if type(base) is cls:
-            return name
-    return None
+    return frame_info(dataset).dataset
 
 
-def _frame_info(dataset: Dataset) -> dict:
-    """What the items show: ``full_frame`` (the whole frame, resized or not), NYU ``border``,
-    and how to rebuild the native-resolution ground truth (``native``: (cls, root, split, options))."""
-    from .data import DATASETS
-    from .data.cache import PreparedDataset
-
-    base = base_dataset(dataset)
-    info: dict[str, Any] = {"full_frame": True, "border": None, "native": None, "resized": False}
-    if isinstance(base, PreparedDataset):
-        s = base.settings
-        resize = s.get("resize") if s.get("size") else "none"
-        info["full_frame"] = resize in ("resize", "none", None)
-        info["resized"] = bool(s.get("size")) and resize == "resize"
-        name = s.get("dataset")
-        info["border"] = s.get("border", "crop") if name == "nyu" else None
-        root = s.get("root")
-        if name in ("nyu", "make3d") and root and Path(root).exists() and info["full_frame"]:
-            opts = ({"border": s.get("border", "crop"), "depth_key": s.get("depth_key", "depths")} if name == "nyu"
-                    else {"crop_ratio": s.get("crop_ratio"), "allow_truncated": bool(s.get("allow_truncated"))})
-            info["native"] = (DATASETS[name], root, "all" if name == "nyu" else base.split, opts)
-        return info
-    geometry = getattr(base, "geometry", None)
-    if geometry is not None:
-        info["full_frame"] = geometry.resize in ("resize", "none")
-        info["resized"] = geometry.size is not None and geometry.resize == "resize"
-    name = infer_dataset_name(base)
-    if name == "nyu":
-        info["border"] = base.border
-        if info["full_frame"]:
-            # split "all": every frame, matched by name (the items may come from another split file)
-            info["native"] = (type(base), base.path, "all", {"border": base.border, "depth_key": base.depth_key})
-    elif name == "make3d" and info["full_frame"]:
-        info["native"] = (type(base), base.root, base.split, {
-            "base_size": base.base_size, "crop_ratio": base.crop_ratio, "allow_truncated": base.allow_truncated,
-            "max_depth_m": base.max_depth_m,
-        })
-    return info
-
-
-def _dataset_max_depth(dataset: Dataset) -> float:
-    base = base_dataset(dataset)
-    config = getattr(base, "config", None)
-    rng = getattr(config, "depth_range_m", None)
-    return float(rng[1]) if rng else 10.0
+def _dataset_max_depth(frame: FrameInfo) -> float:
+    return frame.max_depth_m if frame.max_depth_m is not None else 10.0
 
 
 class _NativeGT:
@@ -311,13 +267,6 @@ class _NativeGT:
             raise InputError(f"ground truth: no frame named {name!r} in the native-resolution dataset")
         item = self.dataset[self.index[name]]
         return item["depth"], item["mask"]
-
-
-def _native_dataset(info: dict) -> Dataset | None:
-    if info["native"] is None:
-        return None
-    cls, root, split, opts = info["native"]
-    return cls(root, split, defocus="deferred", augment=False, flip=False, **opts)
 
 
 # ---------------------------------------------------------------------------------------
@@ -545,22 +494,21 @@ def plan_evaluation(dataset: Dataset, protocol: str = "standard", dataset_name: 
     if name == "cache":
         name = infer_dataset_name(dataset)
     proto = DEPTH_PROTOCOLS.get(name or "", GENERIC)
-    frame = _frame_info(dataset)
+    frame = frame_info(dataset)
     notes: list[str] = []
-    regions = _resolve_regions(proto, protocol, frame, dataset, notes)
+    regions = _resolve_regions(proto, protocol, frame, notes)
     native, gt_resolution = _ground_truth_source(gt, protocol, proto, frame, notes)
     for note in notes:
         log.warning("%s", note)
-    return EvalPlan(protocol, name, proto, regions, frame["border"], native, gt_resolution, notes)
+    return EvalPlan(protocol, name, proto, regions, frame.border, native, gt_resolution, notes)
 
 
-def _resolve_regions(proto: DatasetProtocol, protocol: str, frame: dict, dataset: Dataset,
-                     notes: list[str]) -> tuple[Region, ...]:
+def _resolve_regions(proto: DatasetProtocol, protocol: str, frame: FrameInfo, notes: list[str]) -> tuple[Region, ...]:
     """The protocol's regions with ``"dataset"`` caps resolved; the Eigen crop only where it can be placed."""
     regions = []
     for r in proto.regions:
-        cap = _dataset_max_depth(dataset) if r.max_depth == "dataset" else r.max_depth
-        if r.crop == "eigen" and (protocol == "paper" or not frame["full_frame"]):
+        cap = _dataset_max_depth(frame) if r.max_depth == "dataset" else r.max_depth
+        if r.crop == "eigen" and (protocol == "paper" or not frame.full_frame):
             if protocol == "standard":
                 notes.append("items are crops of the NYU frame: the Eigen crop cannot be placed, all valid pixels used")
             r = Region("valid", cap)
@@ -568,7 +516,7 @@ def _resolve_regions(proto: DatasetProtocol, protocol: str, frame: dict, dataset
     return tuple(regions)
 
 
-def _ground_truth_source(gt: str | Dataset, protocol: str, proto: DatasetProtocol, frame: dict,
+def _ground_truth_source(gt: str | Dataset, protocol: str, proto: DatasetProtocol, frame: FrameInfo,
                          notes: list[str]) -> tuple["_NativeGT | None", str]:
     """(native ground truth or None, ``gt_resolution``) for the ``gt`` argument of :func:`evaluate_model`."""
     if isinstance(gt, Dataset):
@@ -579,9 +527,9 @@ def _ground_truth_source(gt: str | Dataset, protocol: str, proto: DatasetProtoco
         raise InputError(f"gt={gt!r}: use 'auto', 'input' or a dataset")
     if not proto.native_gt:
         return None, "input"
-    if not frame["resized"]:
+    if not frame.resized:
         return None, "native"  # the items are at the native resolution already
-    ds = _native_dataset(frame)
+    ds = frame.native_dataset()
     if ds is not None:
         return _NativeGT(ds), "native"
     notes.append("native-resolution ground truth not reachable (raw data not found, or the items "

@@ -104,12 +104,7 @@ def build_eval_dataset(args: argparse.Namespace):
     if args.data in RENDERED:
         options.setdefault("defocus", "deferred")
     split = None if args.data == "folder" and args.split in ("all", "none") else args.split
-    try:
-        dataset = build_dataset(args.data, args.root, split, **options)
-    except TypeError as exc:  # an -O option the dataset does not take
-        if "unexpected keyword argument" in str(exc):
-            raise InputError(f"--data {args.data}: {exc}") from None
-        raise
+    dataset = build_dataset(args.data, args.root, split, where=f"--data {args.data}", **options)
     if args.limit is not None:
         if args.limit < 1:
             raise InputError("--limit must be >= 1")

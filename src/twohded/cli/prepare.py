@@ -61,24 +61,36 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="loader processes (default: up to 4)")
     p.add_argument("--limit", type=int, default=None, help="prepare only the first N samples of each split (a quick try)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g = p.add_argument_group("dataset options")
-    g.add_argument("--border", choices=("crop", "mask", "none"), default="crop",
-                   help="nyu: crop the registration border to the 561x427 valid region (default), mask it, or keep it")
-    g.add_argument("--depth-key", choices=("depths", "rawDepths"), default="depths", help="nyu: dense or raw depth")
-    g.add_argument("--crop-ratio", type=float, default=None,
-                   help="make3d: central band of width:height ratio (2 = Godard et al.'s protocol; default full frame)")
-    g.add_argument("--allow-truncated", action="store_true", help="make3d: decode truncated JPEGs as far as they go")
-    g.add_argument("--tolerance-s", type=float, default=0.5, help="dfd: largest RGB/depth timestamp difference (default 0.5)")
-    g.add_argument("--variant", choices=("inpainting", "without_inpainting"), default="inpainting",
-                   help="idfd: depth with holes inpainted (default) or not (a different subset of frames)")
-    g.add_argument("--resolution", choices=("processed", "raw"), default="processed",
-                   help="idfd: Processed 640x480 (default) or Raw 1050x1050")
-    g.add_argument("--depth-scale", type=float, default=1e-3, help="folder: metres per 16-bit PNG unit (default 0.001)")
-    g.add_argument("--n", type=int, default=None, help="synthetic: scenes per split (default 2000/200/200)")
-    g.add_argument("--height", type=int, default=256, help="synthetic: scene height (default 256)")
-    g.add_argument("--width", type=int, default=256, help="synthetic: scene width (default 256)")
+    _add_dataset_options(p.add_argument_group("dataset options"))
     add_camera_options(p, seed_option=False)
     p.set_defaults(func=run)
+
+
+def _dataset_classes() -> dict:
+    from ..data import DATASETS as CLASSES
+
+    return {name: CLASSES[name] for name in DATASETS}
+
+
+def _add_dataset_options(group) -> None:
+    """``--<option>`` for every option the datasets declare (``prepare_options``), with the
+    constructor's default."""
+    seen = set()
+    for cls in _dataset_classes().values():
+        for o in cls.prepare_options:
+            if o.name in seen:
+                continue
+            seen.add(o.name)
+            flag, default = "--" + o.name.replace("_", "-"), cls.option_default(o.name)
+            if o.type is None and isinstance(default, bool):
+                group.add_argument(flag, dest=o.name, action="store_true", default=default, help=o.help)
+            else:
+                group.add_argument(flag, dest=o.name, type=o.type, choices=o.choices, default=default, help=o.help)
+
+
+def _dataset_specific(args) -> dict:
+    """The dataset's own options, as the command line gives them."""
+    return {o.name: getattr(args, o.name) for o in _dataset_classes()[args.dataset].prepare_options}
 
 
 def _splits(args, root: Path | None) -> list:
@@ -112,15 +124,7 @@ def _settings(args, splits, size, resize, defocus) -> dict:
         "seed": args.seed,
         "limit": args.limit,
     }
-    extra = {
-        "nyu": ("border", "depth_key"),
-        "make3d": ("crop_ratio", "allow_truncated"),
-        "dfd": ("tolerance_s",),
-        "idfd": ("variant", "resolution"),
-        "folder": ("depth_scale",),
-        "synthetic": ("n", "height", "width"),
-    }[args.dataset]
-    s.update({k: getattr(args, k) for k in extra})
+    s.update(_dataset_specific(args))
     return s
 
 
@@ -155,14 +159,7 @@ def run(args: argparse.Namespace) -> int:
     splits = _splits(args, args.root)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     preset = camera_from_args(args)
-    specific = {
-        "nyu": dict(border=args.border, depth_key=args.depth_key),
-        "make3d": dict(crop_ratio=args.crop_ratio, allow_truncated=args.allow_truncated),
-        "dfd": dict(tolerance_s=args.tolerance_s),
-        "idfd": dict(variant=args.variant, resolution=args.resolution),
-        "folder": dict(depth_scale=args.depth_scale),
-        "synthetic": dict(n=args.n, height=args.height, width=args.width),
-    }[args.dataset]
+    specific = _dataset_specific(args)
     cls = CLASSES[args.dataset]
 
     def split_arg(split):

@@ -50,14 +50,17 @@ SPLITS = {
 }
 
 
-def build_dataset(name: str, root=None, split: str = "train", **options) -> DefocusDataset:
+def build_dataset(name: str, root=None, split: str = "train", /, *, where: str = "build_dataset",
+                  **options) -> DefocusDataset:
     """Build a dataset by name (for configs): ``nyu``, ``make3d``, ``dfd``, ``idfd``, ``folder``,
     ``synthetic`` or ``cache``. ``options`` go to the class (``size`` may be a string such as
-    ``"256"`` or ``"640x480"`` (width x height))."""
+    ``"256"`` or ``"640x480"`` (width x height)); an option the class does not declare is an
+    :class:`InputError` starting with ``where`` (e.g. ``"data.options"``)."""
     try:
         cls = DATASETS[name.lower()]
     except KeyError:
         raise InputError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}") from None
+    cls.check_options(options, where)
     if "size" in options:
         options["size"] = parse_size(options["size"])
     if cls is not SyntheticScenes and root is None:

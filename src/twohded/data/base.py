@@ -27,7 +27,10 @@ between epochs. No file handle is opened in ``__init__`` (safe with DataLoader w
 
 from __future__ import annotations
 
+import inspect
 import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -35,6 +38,7 @@ from torch.utils.data import Dataset, Subset
 
 from ..errors import InputError
 from ..io import valid_depth_mask
+from ..options import check_options, keyword_names
 from ..render_spec import RenderSpec
 from . import defocus as _defocus
 from .transforms import Geometry, apply_geometry
@@ -42,6 +46,49 @@ from .transforms import Geometry, apply_geometry
 log = logging.getLogger("twohded.data")
 
 TRAIN_SPLITS = ("train", "trainval")
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """What a dataset's items show (for the evaluation's regions and ground truth).
+
+    Attributes:
+        dataset: the dataset's name (``"nyu"``, ... ; a cache: its source's), or None.
+        full_frame: items show the whole frame (resized or not), not crops of it.
+        resized: frames were resampled to the item size.
+        border: NYU's border handling (``"crop"``, ``"mask"``, ``"none"``), else None.
+        native: ``(cls, root, split, options)``: the same frames at native resolution, matched
+            by item name (None: not available).
+        max_depth_m: the far end of the dataset's depth range, metres, when it has one (synthetic).
+    """
+
+    dataset: str | None = None
+    full_frame: bool = True
+    resized: bool = False
+    border: str | None = None
+    native: tuple | None = None
+    max_depth_m: float | None = None
+
+    def native_dataset(self) -> "DefocusDataset | None":
+        """The native-resolution dataset (unaugmented, unflipped), or None."""
+        if self.native is None:
+            return None
+        cls, root, split, opts = self.native
+        return cls(root, split, defocus="deferred", augment=False, flip=False, **opts)
+
+
+@dataclass(frozen=True)
+class DatasetOption:
+    """A dataset-specific constructor option that ``twohded prepare`` exposes (``--name``).
+
+    Its default is the constructor's (read from the signature, so it is stated once).
+    ``type``: argparse type (None with a bool default: an on/off flag); ``choices``: allowed values.
+    """
+
+    name: str
+    help: str
+    type: Any = None
+    choices: tuple | None = None
 
 
 def is_train_split(split: str) -> bool:
@@ -77,6 +124,10 @@ class DefocusDataset(Dataset):
 
     #: defocus modes this dataset supports (subclasses narrow it)
     defocus_modes: tuple[str, ...] = ("render", "deferred")
+    #: the name :func:`twohded.data.build_dataset` knows it by
+    dataset_name: ClassVar[str | None] = None
+    #: the dataset-specific options ``twohded prepare`` exposes
+    prepare_options: ClassVar[tuple[DatasetOption, ...]] = ()
 
     def __init__(
         self,
@@ -121,6 +172,28 @@ class DefocusDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.names)
+
+    # --- what the dataset declares ----------------------------------------------------------
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """Every keyword option the constructor accepts (its own and the common ones), sorted."""
+        return keyword_names(cls.__init__, DefocusDataset.__init__, skip=("root", "split"))
+
+    @classmethod
+    def option_default(cls, name: str):
+        """The constructor's default of option ``name``."""
+        return inspect.signature(cls.__init__).parameters[name].default
+
+    @classmethod
+    def check_options(cls, options, where: str) -> None:
+        """:class:`InputError` naming ``where`` if ``options`` holds a name the constructor does not take."""
+        check_options(options, cls.option_names(), where, f"dataset {cls.dataset_name or cls.__name__!r}")
+
+    def frame_info(self) -> FrameInfo:
+        """What the items show (subclasses add what they know: NYU's border, native frames)."""
+        g = self.geometry
+        return FrameInfo(dataset=self.dataset_name, full_frame=g.resize in ("resize", "none"),
+                         resized=g.size is not None and g.resize == "resize")
 
     # --- public -------------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:

@@ -30,7 +30,7 @@ import torch
 
 from ..errors import InputError
 from ..io import atomic_write
-from .base import DefocusDataset
+from .base import DefocusDataset, FrameInfo
 from .defocus import blur_stats, render_batch
 
 FORMAT = "twohded-prepare-cache"
@@ -270,6 +270,7 @@ class PreparedDataset(DefocusDataset):
     """
 
     defocus_modes = ("real",)
+    dataset_name = "cache"
 
     def __init__(self, root, split: str = "train", **common) -> None:
         common.pop("defocus", None)
@@ -285,6 +286,23 @@ class PreparedDataset(DefocusDataset):
         self.files = [self.root / split / f for f in splits[split]["files"]]
         self.names = list(splits[split]["names"])
         self.settings = self.manifest["settings"]
+
+    def frame_info(self) -> FrameInfo:
+        """What the cached items show, from the prepare settings (``dataset``: the source dataset)."""
+        from . import DATASETS
+
+        s = self.settings
+        resize = s.get("resize") if s.get("size") else "none"
+        full_frame = resize in ("resize", "none", None)
+        name = s.get("dataset")
+        root = s.get("root")
+        native = None
+        if name in ("nyu", "make3d") and root and Path(root).exists() and full_frame:
+            opts = ({"border": s.get("border", "crop"), "depth_key": s.get("depth_key", "depths")} if name == "nyu"
+                    else {"crop_ratio": s.get("crop_ratio"), "allow_truncated": bool(s.get("allow_truncated"))})
+            native = (DATASETS[name], root, "all" if name == "nyu" else self.split, opts)
+        return FrameInfo(dataset=name, full_frame=full_frame, resized=bool(s.get("size")) and resize == "resize",
+                         border=s.get("border", "crop") if name == "nyu" else None, native=native)
 
     def _load(self, index: int) -> dict:
         path = self.files[index]

@@ -45,7 +45,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import read_depth, read_image
-from .base import DefocusDataset, report_unmatched
+from .base import DatasetOption, DefocusDataset, report_unmatched
 
 WIDE = "dfd_dataset_indoor_N2_8"
 NARROW = "dfd_dataset_indoor_N8"
@@ -195,6 +195,8 @@ class DFDIndoor(DefocusDataset):
     """
 
     defocus_modes = ("real", "render", "deferred", "none")
+    dataset_name = "dfd"
+    prepare_options = (DatasetOption("tolerance_s", "dfd: largest RGB/depth timestamp difference (default 0.5)", type=float),)
 
     def __init__(self, root, split: str = "train", *, defocus: str = "real", tolerance_s: float = 0.5,
                  aif_target: str = "published", **common) -> None:

@@ -29,7 +29,7 @@ import torch
 
 from ..errors import InputError
 from ..io import DEPTH_SUFFIXES, IMAGE_SUFFIXES, read_depth, read_image
-from .base import DefocusDataset, report_unmatched
+from .base import DatasetOption, DefocusDataset, report_unmatched
 
 
 def _index(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
@@ -54,6 +54,8 @@ class RGBDFolder(DefocusDataset):
     """
 
     defocus_modes = ("real", "render", "deferred")
+    dataset_name = "folder"
+    prepare_options = (DatasetOption("depth_scale", "folder: metres per 16-bit PNG unit (default 0.001)", type=float),)
 
     def __init__(
         self,

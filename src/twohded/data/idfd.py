@@ -53,7 +53,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
 from ..io import read_depth, read_image
-from .base import DefocusDataset, report_unmatched
+from .base import DatasetOption, DefocusDataset, report_unmatched
 
 VARIANTS = ("inpainting", "without_inpainting")
 RESOLUTIONS = {"processed": "Processed", "raw": "Raw"}
@@ -181,6 +181,12 @@ class IDFD(DefocusDataset):
     """
 
     defocus_modes = ("real", "render", "deferred", "none")
+    dataset_name = "idfd"
+    prepare_options = (
+        DatasetOption("variant", "idfd: depth with holes inpainted (default) or not (a different subset of frames)",
+                      choices=VARIANTS),
+        DatasetOption("resolution", "idfd: Processed 640x480 (default) or Raw 1050x1050", choices=tuple(RESOLUTIONS)),
+    )
 
     def __init__(self, root, split: str = "train", *, variant: str = "inpainting",
                  resolution: str = "processed", defocus: str = "real",

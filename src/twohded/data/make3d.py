@@ -36,6 +36,7 @@ own resolution, :meth:`Make3D.depth_grid` returns the native (cropped) grid.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..errors import InputError
 from ..io import pil_to_float_rgb
-from .base import DefocusDataset, report_unmatched
+from .base import DatasetOption, DefocusDataset, FrameInfo, report_unmatched
 from .transforms import resize_image, resize_nearest
 
 IMAGE_PREFIX = "img-"
@@ -158,6 +159,12 @@ class Make3D(DefocusDataset):
     """
 
     defocus_modes = ("render", "deferred")
+    dataset_name = "make3d"
+    prepare_options = (
+        DatasetOption("crop_ratio", "make3d: central band of width:height ratio (2 = Godard et al.'s protocol; "
+                      "default full frame)", type=float),
+        DatasetOption("allow_truncated", "make3d: decode truncated JPEGs as far as they go"),
+    )
 
     def __init__(
         self,
@@ -203,6 +210,16 @@ class Make3D(DefocusDataset):
         self.crop_ratio = crop_ratio
         self.max_depth_m = float(max_depth_m)
         self.allow_truncated = allow_truncated
+
+    def frame_info(self) -> FrameInfo:
+        """Adds, for whole frames, the native frames (same split and options)."""
+        info = super().frame_info()
+        if not info.full_frame:
+            return info
+        return replace(info, native=(type(self), self.root, self.split, {
+            "base_size": self.base_size, "crop_ratio": self.crop_ratio, "allow_truncated": self.allow_truncated,
+            "max_depth_m": self.max_depth_m,
+        }))
 
     def depth_grid(self, index: int) -> torch.Tensor:
         """The native laser depth of item ``index``: ``(1, rows, 305)`` metres, cropped by ``crop_ratio``."""

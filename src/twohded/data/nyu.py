@@ -38,6 +38,7 @@ from __future__ import annotations
 import importlib.resources
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ import torch
 
 from ..errors import InputError
 from ..extras import require
-from .base import DefocusDataset
+from .base import DatasetOption, DefocusDataset, FrameInfo
 
 FILE_NAME = "nyu_depth_v2_labeled.mat"
 FRAME_HW = (480, 640)
@@ -147,6 +148,12 @@ class NYUv2(DefocusDataset):
     """
 
     defocus_modes = ("render", "deferred")
+    dataset_name = "nyu"
+    prepare_options = (
+        DatasetOption("border", "nyu: crop the registration border to the 561x427 valid region (default), mask it, "
+                      "or keep it", choices=BORDERS),
+        DatasetOption("depth_key", "nyu: dense or raw depth", choices=DEPTH_KEYS),
+    )
 
     def __init__(
         self,
@@ -188,6 +195,13 @@ class NYUv2(DefocusDataset):
         self.names = [f"{i + 1:04d}" for i in indices]
         self._h5 = None
         self._pid = None
+
+    def frame_info(self) -> FrameInfo:
+        """Adds NYU's border and, for whole frames, the native frames (split ``all``: every
+        frame, matched by name, since the items may come from another split file)."""
+        info = super().frame_info()
+        native = (type(self), self.path, "all", {"border": self.border, "depth_key": self.depth_key})
+        return replace(info, border=self.border, native=native if info.full_frame else None)
 
     def _inspect(self) -> tuple[int, tuple[int, int]]:
         h5py = require("h5py", "data", "reading NYU Depth v2 (nyu_depth_v2_labeled.mat)")

@@ -16,8 +16,10 @@ test   ``2_000_000 .. 2_000_000 + n-1``
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..errors import InputError
-from .base import DefocusDataset
+from .base import DatasetOption, DefocusDataset, FrameInfo
 
 SPLIT_SEED_BASE = {"train": 0, "val": 1_000_000, "test": 2_000_000}
 SPLIT_SPAN = 1_000_000
@@ -41,6 +43,12 @@ class SyntheticScenes(DefocusDataset):
     """
 
     defocus_modes = ("render", "deferred")
+    dataset_name = "synthetic"
+    prepare_options = (
+        DatasetOption("n", "synthetic: scenes per split (default 2000/200/200)", type=int),
+        DatasetOption("height", "synthetic: scene height (default 256)", type=int),
+        DatasetOption("width", "synthetic: scene width (default 256)", type=int),
+    )
 
     def __init__(
         self,
@@ -67,6 +75,10 @@ class SyntheticScenes(DefocusDataset):
         base = SPLIT_SEED_BASE[split]
         self.seeds = list(range(base, base + n))
         self.names = [f"scene_{s:07d}" for s in self.seeds]
+
+    def frame_info(self) -> FrameInfo:
+        """Adds the scenes' depth range (its far end)."""
+        return replace(super().frame_info(), max_depth_m=float(self.config.depth_range_m[1]))
 
     def _load(self, index: int) -> dict:
         from .synthetic import make_scene

@@ -126,6 +126,7 @@ DNCNN_PARAMS = residual_cnn_params(17)
     outputs=("aif",),
     num_params=DNCNN_PARAMS,
     description="DnCNN (Zhang et al. 2017): 17 conv layers, 64 channels, BN, residual; deblurring baseline",
+    options_of=ResidualCNN,
     tester={"export": True},
 )
 def dncnn(depth: int = 17, **options) -> ResidualCNN:

@@ -30,6 +30,7 @@ IRCNN_PARAMS = residual_cnn_params(len(IRCNN_DILATIONS))
     outputs=("aif",),
     num_params=IRCNN_PARAMS,
     description="IRCNN (Zhang et al. 2017): 7 dilated conv layers (1,2,3,4,3,2,1), 64 channels, residual; deblurring baseline",
+    options_of=ResidualCNN,
     tester={"export": False},
 )
 def ircnn(**options) -> ResidualCNN:

@@ -23,6 +23,7 @@ from typing import Any
 from torch import nn
 
 from twohded.errors import InputError
+from twohded.options import check_options, keyword_names
 
 __all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "DEFAULT_MODEL"]
 
@@ -39,6 +40,13 @@ class ModelInfo:
     description: str = ""
     num_params: int | None = None  # exact count with default options, checked by the tester
     tester: dict[str, Any] = field(default_factory=dict)  # hints for the model tester (e.g. export=False)
+    options_of: type | None = None  # the class the factory's ``**options`` go to
+
+    def option_names(self) -> tuple[str, ...]:
+        """The options :func:`create_model` accepts: the factory's keywords and, where it
+        forwards ``**options``, those of ``options_of``'s constructor."""
+        forwarded = keyword_names(self.options_of.__init__, keyword_only=True) if self.options_of else ()
+        return tuple(sorted(set(keyword_names(self.factory)) | set(forwarded)))
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -51,13 +59,16 @@ def register_model(
     description: str = "",
     num_params: int | None = None,
     tester: dict[str, Any] | None = None,
+    options_of: type | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator adding ``factory`` to the registry under ``name``."""
+    """Decorator adding ``factory`` to the registry under ``name`` (``options_of``: the class
+    its ``**options`` are passed to, so that :func:`create_model` can check them)."""
 
     def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelInfo(name, factory, tuple(outputs), description or (factory.__doc__ or "").strip().split("\n")[0], num_params, dict(tester or {}))
+        _REGISTRY[name] = ModelInfo(name, factory, tuple(outputs), description or (factory.__doc__ or "").strip().split("\n")[0], num_params, dict(tester or {}),
+                                    options_of)
         return factory
 
     return wrap
@@ -88,9 +99,5 @@ def create_model(name: str = DEFAULT_MODEL, **options: Any) -> nn.Module:
         InputError: unknown name, unknown option, or a missing/corrupt ``encoder_weights`` file.
     """
     info = model_info(name)
-    try:
-        return info.factory(**options)
-    except TypeError as exc:
-        if "unexpected keyword argument" in str(exc):
-            raise InputError(f"model {name!r}: {exc}") from None
-        raise
+    check_options(options, info.option_names(), f"model {name!r}", "the model")
+    return info.factory(**options)

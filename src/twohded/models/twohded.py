@@ -176,6 +176,7 @@ _NO_EXPORT = {"export": False}
     num_params=41_414_400,
     description="2HDED:NET: DenseNet-121 encoder, depth head + all-in-focus head (the paper's model)",
     tester=_NO_EXPORT,
+    options_of=TwoHDEDNet,
 )
 def twohded(**options) -> TwoHDEDNet:
     """2HDED:NET with both heads (depth and all-in-focus)."""
@@ -188,6 +189,7 @@ def twohded(**options) -> TwoHDEDNet:
     num_params=24_212_544,
     description="2HDED:NET depth head only (D3-Net-like; Table III ablation)",
     tester=_EXPORT,
+    options_of=TwoHDEDNet,
 )
 def twohded_depth(**options) -> TwoHDEDNet:
     """2HDED:NET with the depth head only (D3-Net-like)."""
@@ -200,6 +202,7 @@ def twohded_depth(**options) -> TwoHDEDNet:
     num_params=24_213_696,
     description="2HDED:NET all-in-focus head only (Table III ablation)",
     tester=_NO_EXPORT,
+    options_of=TwoHDEDNet,
 )
 def twohded_aif(**options) -> TwoHDEDNet:
     """2HDED:NET with the all-in-focus head only."""

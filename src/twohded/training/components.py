@@ -326,13 +326,8 @@ def build_datasets(cfg: ExperimentConfig):
         root = str(root)
 
     def make(split: str, val: bool):
-        try:
-            return build_dataset(d.name, root, split, **_dataset_kwargs(cfg, val))
-        except TypeError as exc:
-            if "unexpected keyword argument" in str(exc) or "got multiple values" in str(exc):
-                which = "data.val_options" if val and d.val_options else "data.options"
-                raise InputError(f"{which}: dataset {d.name!r} does not accept this option: {exc}") from None
-            raise
+        which = "data.val_options" if val and d.val_options else "data.options"
+        return build_dataset(d.name, root, split, where=which, **_dataset_kwargs(cfg, val))
 
     train_ds = make(d.train_split, False)
     val_ds = make(d.val_split, True) if d.val_split else None
