@@ -400,7 +400,13 @@ def _texture(rng: np.random.Generator, h: int, w: int, scale_px: float) -> np.nd
         t = frac(r)
         v = t * t
         v = v * _F32(1.0 - mix) + n * _F32(mix)
+    return _colourise(rng, v, X, Y, scale_px)
 
+
+def _colourise(rng: np.random.Generator, v: np.ndarray, X: np.ndarray, Y: np.ndarray, scale_px: float) -> np.ndarray:
+    """``(h, w)`` pattern values in [0, 1] -> ``(3, h, w)`` float32 image: a random two-colour
+    ramp and a mild linear shading (``X`` ``(1, w)``, ``Y`` ``(h, 1)`` pixel coordinates)."""
+    h, w = Y.shape[0], X.shape[1]
     c0 = _colour(rng)
     if rng.random() < 0.45:
         c1 = _colour(rng)
