@@ -171,6 +171,6 @@ def test_shipped_config_builds_its_datasets(idfd_root):
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "idfd.yaml", [f"data.root={idfd_root}", "data.size=16"])
     train, val = build_datasets(cfg)
-    assert isinstance(train, IDFD) and train.defocus == "real" and train.preset is None
+    assert isinstance(train, IDFD) and train.defocus == "real" and train.render_spec is None
     assert train[0]["image"].shape == (3, 16, 16)
     assert val.names == ["Hall1_0"] and val[0]["image"].shape == (3, 24, 32)  # whole frames

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import default_collate
 
 from tests.conftest import shared_data_dir
+from tests.test_data_idfd import all_stems, write_variant
 from tests.test_data_make3d import _grid, _photo
 from tests.test_data_nyu import _frames, write_v73
 from twohded.data import DATASETS, render_batch
@@ -49,6 +50,11 @@ def _dfd(root):
     return path, "val", {"size": SIZE, "resize": "crop"}
 
 
+def _idfd(root):
+    write_variant(root / "Data" / "Processed" / "inpainting", all_stems(), (24, 32), np.random.default_rng(0))
+    return root, "all", {}
+
+
 def _folder(root):
     from PIL import Image
 
@@ -77,7 +83,7 @@ def _cache(root):
     return root / "cache", "val", {}
 
 
-CASES = {"nyu": _nyu, "make3d": _make3d, "dfd": _dfd, "folder": _folder, "synthetic": _synthetic, "cache": _cache}
+CASES = {"nyu": _nyu, "make3d": _make3d, "dfd": _dfd, "idfd": _idfd, "folder": _folder, "synthetic": _synthetic, "cache": _cache}
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
