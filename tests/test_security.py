@@ -50,7 +50,8 @@ def test_crafted_checkpoint_runs_nothing_anywhere(tmp_path, armed, photo):
     config = _tiny_config(tmp_path)
     commands = {
         "predict": ["predict", photo, "--checkpoint", evil, "-o", tmp_path / "p", "--no-progress"],
-        "evaluate": ["evaluate", "--checkpoint", evil, "--data", "synthetic", "-O", "n=1", "--no-progress"],
+        "evaluate": ["evaluate", "--checkpoint", evil, "--data", "synthetic", "-O", "n=1", "--no-progress",
+                     "-o", tmp_path / "ev"],
         "export onnx": ["export", "--checkpoint", evil, "--onnx", tmp_path / "m.onnx"],
         "export weights": ["export", "--checkpoint", evil, "--weights", tmp_path / "m.safetensors"],
         "train --resume": ["train", "--resume", run, "--no-progress"],
@@ -125,7 +126,7 @@ def test_export_weights_round_trip_float_and_int8(tmp_path, ckpt, photo, capsys)
     assert main(["predict", str(photo), "--checkpoint", str(q8), "-o", str(tmp_path / "p"), "--no-progress"]) == 0
     assert np.allclose(np.load(tmp_path / "p" / "photo_depth.npy"), approx.depth)
     assert main(["evaluate", "--checkpoint", str(f32), "--data", "synthetic", "-O", "n=1", "-O", "height=64",
-                 "-O", "width=64", "--no-progress"]) == 0
+                 "-O", "width=64", "--no-progress", "-o", str(tmp_path / "ev")]) == 0
     assert main(["export", "--checkpoint", str(ckpt), "--weights", str(f32)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["export", "--checkpoint", str(ckpt), "--weights", str(tmp_path / "m.bin")]) == 2

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from .io import atomic_write
+from .io import atomic_write, free_space
 
 FORMAT = "twohded-checkpoint/1"
 REQUIRED = ("format", "model_name", "model_options", "model_state")
@@ -46,8 +46,13 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     if missing:
         raise ValueError(f"checkpoint state lacks {missing}")
     path = Path(path)
-    with atomic_write(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_write(path) as tmp:
+            torch.save(state, tmp)
+    except RuntimeError as exc:  # torch's zip writer reports a full disk as a RuntimeError
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise InputError(f"{path}: cannot write the checkpoint ({first}; {free_space(path.parent)}); "
+                         "nothing written") from None
     return path
 
 
@@ -69,7 +74,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
         return load_weights(path)
     if kind != "torch":
-        raise InputError(f"{path}: neither a twohded checkpoint (.pt, a zip archive) nor a .safetensors weights file")
+        raise InputError(f"{path}: not a readable checkpoint: neither a twohded .pt (a zip archive) "
+                         "nor a .safetensors weights file")
     state = _torch_load(path, map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError(f"{path}: not a twohded checkpoint (expected format {FORMAT!r})")

@@ -62,6 +62,15 @@ def write_error(path: str | os.PathLike, exc: OSError) -> InputError | None:
     return InputError(f"{path}: cannot write: {exc.strerror or exc} (nothing written)")
 
 
+def free_space(folder: str | os.PathLike) -> str:
+    """``"N MB free on that disk"`` for ``folder``'s filesystem, for error messages."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return "free space unknown"
+    return f"{st.f_bavail * st.f_frsize / 1e6:.1f} MB free on that disk"
+
+
 def _check_file(path: Path, what: str) -> Path:
     path = Path(path)
     if not path.exists():
@@ -239,6 +248,11 @@ def fill_invalid_depth(depth_m: torch.Tensor, name: str = "depth") -> torch.Tens
     return torch.from_numpy(np.ascontiguousarray(filled, dtype=np.float32)).to(depth_m.device)
 
 
+def _is_temporary(path: Path) -> bool:
+    """Whether ``path`` is named like a temporary file of :func:`atomic_write` (``.<stem>.<random>.tmp<suffix>``)."""
+    return path.name.startswith(".") and f".tmp{path.suffix}" in path.name and path.name.endswith(f".tmp{path.suffix}")
+
+
 def _umask() -> int:
     """The process umask (read by setting and restoring it)."""
     mask = os.umask(0o022)
@@ -254,6 +268,9 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     reader never sees a half-written file. The parent folder is created if needed.
     """
     path = Path(path)
+    if _is_temporary(path):  # already a temporary of an enclosing atomic_write (a group): write in place
+        yield path
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -274,7 +291,9 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        error = write_error(path, exc)
+        # errno-less OSErrors here come from writers such as numpy's tofile on a full disk
+        error = write_error(path, exc) or (InputError(
+            f"{path}: cannot write: {exc} ({free_space(path.parent)}; nothing written)") if exc.errno is None else None)
         if error is None:
             raise
         raise error from None

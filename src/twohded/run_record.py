@@ -77,6 +77,8 @@ class RunRecord:
     def start(self, keep: set[str]) -> None:
         """Begin this run, keeping ``keep`` (finished items still valid) as done."""
         self.done = sorted(keep)
+        if self.same_settings and sorted(map(str, self.previous["done"])) == self.done:
+            return  # nothing changed: leave the file as it is
         self._write()
 
     def mark_done(self, item: str) -> None:

@@ -102,8 +102,15 @@ def save_weights(
         "provenance": json.dumps(provenance or {}, sort_keys=True),
         "int8": json.dumps(quantized),
     }
-    with atomic_write(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    from safetensors import SafetensorError
+
+    from .io import free_space
+
+    try:
+        with atomic_write(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+    except SafetensorError as exc:  # I/O errors (a full disk) come wrapped
+        raise InputError(f"{path}: cannot write: {exc} ({free_space(path.parent)}; nothing written)") from None
     return path
 
 
