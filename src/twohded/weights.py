@@ -11,12 +11,12 @@ safetensors tensors and, in the safetensors metadata (strings only)::
                      (the checkpoint's file name), ema (whether the EMA weights were taken)
     int8             JSON list of the tensor names stored as int8 ("[]" for a float file)
 
-With ``int8=True`` every convolution / linear weight (a floating tensor named ``*.weight``
-with two or more dimensions) is quantised symmetrically per output channel: ``q = round(w /
-s)`` in [-127, 127] with ``s = max|w| / 127`` over each output channel; ``q`` is stored under
-the tensor's name as int8 and ``s`` under ``<name>.int8_scale`` as float32 ``(out,)``.
-:func:`load_weights` dequantises (``w = q * s``), so the model runs in float32 as usual.
-Everything else (biases, BatchNorm) stays float32. See docs/formats.md for sizes and errors.
+With ``int8=True`` the weights are quantised by :mod:`twohded.quantize`: every floating tensor
+with two or more dimensions (convolution / linear weights) symmetrically per slice along dim 0,
+``q = round(w / s)`` in [-127, 127] with ``s = max|w_slice| / 127``; ``q`` is stored under the
+tensor's name as int8 and ``s`` under ``<name>.int8_scale`` as float32. :func:`load_weights`
+dequantises (``w = q * s``), so the model runs in float32 as usual. Everything else (biases,
+BatchNorm) stays float32. See docs/formats.md for sizes and errors.
 
 Reading a file never runs code: safetensors is a JSON header plus raw tensor bytes.
 """
@@ -33,29 +33,11 @@ import torch
 
 from .errors import InputError
 from .io import atomic_write
+from .quantize import SCALE_SUFFIX, dequantize_int8, quantize_int8
 
 FORMAT = "twohded-weights/1"
-SCALE_SUFFIX = ".int8_scale"
 
-__all__ = ["FORMAT", "save_weights", "load_weights", "weights_from_checkpoint", "quantize_int8", "dequantize_int8"]
-
-
-def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(out, ...)`` float weight -> (int8 tensor of the same shape, float32 scales ``(out,)``)."""
-    w = weight.detach().float()
-    amax = w.reshape(w.shape[0], -1).abs().amax(dim=1)
-    scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
-    q = torch.round(w / scale.view(-1, *([1] * (w.ndim - 1)))).clamp_(-127, 127).to(torch.int8)
-    return q, scale
-
-
-def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`quantize_int8`: float32 tensor of ``q``'s shape."""
-    return q.float() * scale.float().view(-1, *([1] * (q.ndim - 1)))
-
-
-def _quantizable(name: str, value: torch.Tensor) -> bool:
-    return name.endswith(".weight") and value.is_floating_point() and value.ndim >= 2
+__all__ = ["FORMAT", "save_weights", "load_weights", "weights_from_checkpoint", "provenance"]
 
 
 def provenance(state: dict[str, Any], use_ema: bool) -> dict[str, Any]:
@@ -86,15 +68,9 @@ def save_weights(
     from safetensors.torch import save_file
 
     path = Path(path)
-    tensors: dict[str, torch.Tensor] = {}
-    quantized: list[str] = []
-    for name, value in weights.items():
-        value = value.detach().cpu()
-        if int8 and _quantizable(name, value):
-            tensors[name], tensors[name + SCALE_SUFFIX] = quantize_int8(value)
-            quantized.append(name)
-        else:
-            tensors[name] = value.contiguous()
+    weights = {name: value.detach().cpu().contiguous() for name, value in weights.items()}
+    tensors = quantize_int8(weights) if int8 else weights
+    quantized = sorted(k[: -len(SCALE_SUFFIX)] for k in tensors if k.endswith(SCALE_SUFFIX))
     metadata = {
         "format": FORMAT,
         "model_name": str(model_name),
@@ -159,16 +135,11 @@ def load_weights(path: str | os.PathLike) -> dict[str, Any]:
         raise InputError(f"{path}: broken twohded weights metadata ({type(exc).__name__}: {exc})") from None
     if not isinstance(options, dict) or not isinstance(quantized, list):
         raise InputError(f"{path}: broken twohded weights metadata (model_options or int8 of the wrong type)")
-    state_dict: dict[str, torch.Tensor] = {}
-    for key, value in tensors.items():
-        if key.endswith(SCALE_SUFFIX) and key[: -len(SCALE_SUFFIX)] in quantized:
-            continue
-        if key in quantized:
-            scale = tensors.get(key + SCALE_SUFFIX)
-            if scale is None or value.dtype != torch.int8 or scale.numel() != value.shape[0]:
-                raise InputError(f"{path}: int8 tensor {key} lacks a matching {key}{SCALE_SUFFIX}")
-            value = dequantize_int8(value, scale)
-        state_dict[key] = value
+    for key in quantized:
+        q, scale = tensors.get(key), tensors.get(f"{key}{SCALE_SUFFIX}")
+        if q is None or scale is None or q.dtype != torch.int8 or scale.numel() != q.shape[0]:
+            raise InputError(f"{path}: int8 tensor {key} lacks a matching {key}{SCALE_SUFFIX}")
+    state_dict = dequantize_int8(tensors) if quantized else tensors
     check_finite_weights(state_dict, path)
     return {
         "format": CHECKPOINT_FORMAT, "model_name": name, "model_options": options, "model_state": state_dict,
