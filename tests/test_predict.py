@@ -159,11 +159,17 @@ def test_cli_predict_folder(tmp_path, ckpt, capsys):
         depth = np.load(out / f"{stem}_depth.npy")
         assert depth.shape == (h, w) and depth.dtype == np.float32
         assert Image.open(out / f"{stem}_aif.png").size == (w, h)
-    # again: refused, nothing touched
+    # again with the same settings: the finished image is skipped, nothing touched
     before = {p: p.stat().st_mtime_ns for p in out.iterdir()}
     capsys.readouterr()
-    assert main(["predict", str(paths["rgb"]), "--checkpoint", str(ckpt), "--out", str(out), "--no-progress"]) == 2
-    assert "--overwrite" in _one_error_line(capsys)
+    assert main(["predict", str(paths["rgb"]), "--checkpoint", str(ckpt), "--out", str(out), "--no-progress"]) == 0
+    assert "skipped 1 image(s)" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    # with other settings: refused, nothing touched
+    assert main(["predict", str(paths["rgb"]), "--checkpoint", str(ckpt), "--out", str(out), "--no-progress",
+                 "--depth-range", "0", "9"]) == 2
+    line = _one_error_line(capsys)
+    assert "--overwrite" in line and "depth_range" in line
     assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == before
     assert main(["predict", str(paths["rgb"]), "--checkpoint", str(ckpt), "--out", str(out), "--no-progress",
                  "--overwrite"]) == 0

@@ -11,13 +11,20 @@ A checkpoint is a ``torch.save`` dict with these keys (only the first four are r
     metrics         last validation metrics (dict) or {}
     optimizer_state, scheduler_state, scaler_state, ema_state, rng_state: for exact resume
 
-Files are written atomically: a reader never sees a half-written checkpoint.
+Every value is a tensor or a plain Python value (dict, list, tuple, str, int, float, bool,
+None): the random states of Python and NumPy are stored as lists and tensors, so checkpoints
+are read with ``torch.load(..., weights_only=True)`` and a file cannot run code when opened.
+:func:`load_checkpoint` also reads the pickle-free inference format of :mod:`twohded.weights`
+(``.safetensors``) into the same dict layout, and refuses non-finite weights.
+
+Files are written atomically: a reader never sees a half-written checkpoint. See docs/formats.md.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,7 +33,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
-from .io import atomic_write
+from .io import atomic_write, free_space
 
 FORMAT = "twohded-checkpoint/1"
 REQUIRED = ("format", "model_name", "model_options", "model_state")
@@ -39,8 +46,13 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     if missing:
         raise ValueError(f"checkpoint state lacks {missing}")
     path = Path(path)
-    with atomic_write(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_write(path) as tmp:
+            torch.save(state, tmp)
+    except RuntimeError as exc:  # torch's zip writer reports a full disk as a RuntimeError
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise InputError(f"{path}: cannot write the checkpoint ({first}; {free_space(path.parent)}); "
+                         "nothing written") from None
     return path
 
 
@@ -56,17 +68,64 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                 break
         else:
             raise InputError(f"{path}: folder holds no best.pt or last.pt checkpoint")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    kind = file_kind(path)
+    if kind == "safetensors":
+        from .weights import load_weights
+
+        return load_weights(path)
+    if kind != "torch":
+        raise InputError(f"{path}: not a readable checkpoint: neither a twohded .pt (a zip archive) "
+                         "nor a .safetensors weights file")
+    state = _torch_load(path, map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError(f"{path}: not a twohded checkpoint (expected format {FORMAT!r})")
     missing = [k for k in REQUIRED if k not in state]
     if missing:
         raise InputError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    for key in ("model_state", "ema_state"):
+        if state.get(key):
+            check_finite_weights(state[key], path)
     state["path"] = str(path)
     return state
+
+
+def file_kind(path: Path) -> str:
+    """``"torch"`` (a zip archive, as ``torch.save`` writes), ``"safetensors"`` or ``"unknown"``, by content."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read checkpoint: {exc.strerror or exc}") from None
+    if head[:4] == b"PK\x03\x04":
+        return "torch"
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000:
+        return "safetensors"
+    return "unknown"
+
+
+def _torch_load(path: Path, map_location) -> Any:
+    """``torch.load(weights_only=True)`` with every failure as one :class:`InputError` line."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f"it asks for {found.group(1)}" if found else "an unsupported pickle instruction"
+        raise InputError(
+            f"{path}: refused: the checkpoint holds Python objects other than tensors and plain values ({what}); "
+            "twohded unpickles no objects, so that no file can run code when opened"
+        ) from None
+    except (zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError, TypeError, KeyError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {first})") from None
+
+
+def check_finite_weights(weights: dict[str, Any], path: str | os.PathLike) -> None:
+    """Raise :class:`InputError` naming ``path`` and a tensor if any floating weight is NaN or infinite."""
+    bad = [k for k, v in weights.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise InputError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[0]}); "
+                         "the checkpoint is broken")
 
 
 def model_from_checkpoint(

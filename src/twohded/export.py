@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from .errors import InputError, TwohdedError
+from .io import write_error
 
 log = logging.getLogger("twohded.export")
 
@@ -313,6 +314,8 @@ def _export(wrapper: nn.Module, example: torch.Tensor, tmp: Path, names: tuple[s
             _export_torchscript(wrapper, example, tmp, names, opset)
             used = "torchscript"
         except Exception as exc:
+            if isinstance(exc, OSError) and write_error(path, exc) is not None:
+                raise write_error(path, exc) from None
             if exporter == "torchscript":
                 raise InputError(f"{path}: ONNX export failed: {type(exc).__name__}: {_first_line(exc)}") from None
             log.warning("torchscript ONNX exporter failed (%s); trying the dynamo exporter", _first_line(exc))
@@ -323,6 +326,8 @@ def _export(wrapper: nn.Module, example: torch.Tensor, tmp: Path, names: tuple[s
         except InputError:
             raise
         except Exception as exc:
+            if isinstance(exc, OSError) and write_error(path, exc) is not None:
+                raise write_error(path, exc) from None
             raise InputError(f"{path}: ONNX export failed: {type(exc).__name__}: {_first_line(exc)}") from None
     return used
 

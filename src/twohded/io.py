@@ -6,14 +6,21 @@ Conventions used across twohded:
 - a depth tensor is ``(H, W)`` or ``(1, H, W)`` float32 in **metres**;
 - depth files are 16-bit PNGs in **millimetres** (0 = no measurement) or ``.npy`` in metres.
 
-Every writer goes through :func:`atomic_write`: the file appears complete or not at all.
+Every writer goes through :func:`atomic_write`: the file appears complete or not at all; a
+full disk or a read-only folder is one :class:`InputError` line and no temporary file stays.
+
+Images larger than :func:`max_pixels` (default :data:`DEFAULT_MAX_PIXELS`, 200 megapixels;
+environment variable ``TWOHDED_MAX_PIXELS``) are refused before they are decoded, so a
+"decompression bomb" (a small file claiming a huge size) is one clear error.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +32,43 @@ from .errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 DEPTH_SUFFIXES = (".png", ".npy")
+#: default largest image, in pixels (width x height), that twohded decodes
+DEFAULT_MAX_PIXELS = 200_000_000
+#: environment variable that changes :data:`DEFAULT_MAX_PIXELS`
+MAX_PIXELS_ENV = "TWOHDED_MAX_PIXELS"
+#: errno values of a failed write that are the user's disk, not a bug: full, quota, read-only, ...
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO})
+
+
+def max_pixels() -> int:
+    """The largest image (width x height pixels) twohded decodes: ``$TWOHDED_MAX_PIXELS`` or the default."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InputError(f"{MAX_PIXELS_ENV}={raw!r}: give a positive number of pixels")
+    return value
+
+
+def write_error(path: str | os.PathLike, exc: OSError) -> InputError | None:
+    """One-line :class:`InputError` for a write that failed because of the disk (full, read-only,
+    no permission), or None if ``exc`` is another kind of error."""
+    if exc.errno not in WRITE_ERRNOS:
+        return None
+    return InputError(f"{path}: cannot write: {exc.strerror or exc} (nothing written)")
+
+
+def free_space(folder: str | os.PathLike) -> str:
+    """``"N MB free on that disk"`` for ``folder``'s filesystem, for error messages."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return "free space unknown"
+    return f"{st.f_bavail * st.f_frsize / 1e6:.1f} MB free on that disk"
 
 
 def _check_file(path: Path, what: str) -> Path:
@@ -36,10 +80,50 @@ def _check_file(path: Path, what: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _pixel_limit(path: Path, what: str) -> Iterator[int]:
+    """PIL's own decompression-bomb limit set to :func:`max_pixels` (restored afterwards)."""
+    limit = max_pixels()
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield limit
+    except Image.DecompressionBombError:
+        raise InputError(f"{path}: {what} claims more than {limit} pixels, the limit "
+                         f"(set {MAX_PIXELS_ENV} to allow larger images)") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def _check_pixels(img: Image.Image, path: Path, what: str, limit: int) -> None:
+    w, h = img.size
+    if w * h > limit:
+        raise InputError(f"{path}: {what} is {w}x{h} = {w * h} pixels, more than the limit of {limit} "
+                         f"(set {MAX_PIXELS_ENV} to allow larger images)")
+
+
+def image_size(path: str | os.PathLike, what: str = "image") -> tuple[int, int]:
+    """``(width, height)`` from a file's header (cheap); :class:`InputError` for a missing,
+    unreadable or too large (:func:`max_pixels`) image."""
+    path = _check_file(Path(path), what)
+    try:
+        with _pixel_limit(path, what) as limit, Image.open(path) as img:
+            _check_pixels(img, path, what, limit)
+            return img.size
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: cannot read {what}: not an image format PIL recognises") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read {what}: {exc}") from None
+
+
 def _open_pil(path: Path, what: str) -> Image.Image:
     try:
-        img = Image.open(path)
-        img.load()  # decode now, so a truncated file fails here
+        with _pixel_limit(path, what) as limit:
+            img = Image.open(path)
+            _check_pixels(img, path, what, limit)
+            img.load()  # decode now, so a truncated file fails here
     except UnidentifiedImageError:
         raise InputError(f"{path}: cannot read {what}: not an image format PIL recognises") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -103,7 +187,13 @@ def read_depth(path: str | os.PathLike, png_scale_m: float = 1e-3) -> torch.Tens
             raise InputError(f"{path}: depth array has non-numeric dtype {arr.dtype}")
         return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
     img = _open_pil(path, "depth")
-    if img.mode not in ("I;16", "I;16B", "I;16L", "I", "L", "F"):
+    if img.mode in ("L", "P", "1"):
+        raise InputError(
+            f"{path}: depth PNG is 8-bit (PIL mode {img.mode!r}): 256 levels cannot hold millimetres (it would read "
+            "as at most 0.255 m); save depth as a 16-bit PNG in millimetres, or as .npy in metres "
+            "(e.g. numpy.save('depth.npy', levels * METRES_PER_LEVEL))"
+        )
+    if img.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
         raise InputError(
             f"{path}: depth PNG must be single-channel 16-bit (millimetres), got PIL mode {img.mode!r}"
         )
@@ -158,6 +248,11 @@ def fill_invalid_depth(depth_m: torch.Tensor, name: str = "depth") -> torch.Tens
     return torch.from_numpy(np.ascontiguousarray(filled, dtype=np.float32)).to(depth_m.device)
 
 
+def _is_temporary(path: Path) -> bool:
+    """Whether ``path`` is named like a temporary file of :func:`atomic_write` (``.<stem>.<random>.tmp<suffix>``)."""
+    return path.name.startswith(".") and f".tmp{path.suffix}" in path.name and path.name.endswith(f".tmp{path.suffix}")
+
+
 def _umask() -> int:
     """The process umask (read by setting and restoring it)."""
     mask = os.umask(0o022)
@@ -173,24 +268,105 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     reader never sees a half-written file. The parent folder is created if needed.
     """
     path = Path(path)
+    if _is_temporary(path):  # already a temporary of an enclosing atomic_write (a group): write in place
+        yield path
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{path.parent}: cannot create output folder: {exc.strerror or exc}") from None
     if not os.access(path.parent, os.W_OK):
         raise InputError(f"{path.parent}: output folder is not writable")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise (write_error(path, exc) or exc) from None
     tmp = Path(tmp_name)
     try:
         yield tmp
         # mkstemp creates 0600; give the file the permissions a plain open() would (0666 - umask)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        # errno-less OSErrors here come from writers such as numpy's tofile on a full disk
+        error = write_error(path, exc) or (InputError(
+            f"{path}: cannot write: {exc} ({free_space(path.parent)}; nothing written)") if exc.errno is None else None)
+        if error is None:
+            raise
+        raise error from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, command: str) -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder/.twohded.lock`` while a command writes into ``folder``.
+
+    A second command on the same folder gets :class:`InputError` at once (it does not wait).
+    The operating system releases the lock when the process ends, even if it is killed, so a
+    lock file left behind never blocks a later run. Without ``fcntl`` (Windows) nothing is locked.
+    """
+    folder = Path(folder)
+    path = folder / ".twohded.lock"
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield path
+        return
+    try:
+        fh = open(path, "a+")
+    except OSError as exc:
+        raise (write_error(path, exc) or InputError(f"{path}: cannot create the lock file: {exc.strerror or exc}")) from None
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise InputError(f"{folder}: another twohded command ({holder}) is writing into this folder; "
+                             "wait until it ends or use another output folder") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{command}, process {os.getpid()}")
+        fh.flush()
+        yield path
+
+
+def remove_temporaries(paths: list[Path] | tuple[Path, ...]) -> int:
+    """Remove the debris of killed writes of ``paths`` (``.<stem>.<random>.tmp<suffix>`` files of :func:`atomic_write`); returns how many.
+
+    Lists each folder once (not once per path), so it stays fast for thousands of outputs.
+    """
+    wanted: dict[Path, set[str]] = {}
+    for path in map(Path, paths):
+        wanted.setdefault(path.parent, set()).add(path.name)
+    n = 0
+    for folder, names in wanted.items():
+        if not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            original = _original_name(entry.name)
+            if original in names and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    n += 1
+    return n
+
+
+def _original_name(name: str) -> str | None:
+    """``"photo_depth.npy"`` for an :func:`atomic_write` temporary ``".photo_depth.k3j2.tmp.npy"``, else None."""
+    if not name.startswith(".") or ".tmp" not in name:
+        return None
+    head, _, suffix = name[1:].rpartition(".tmp")
+    stem, dot, _random = head.rpartition(".")
+    if not dot or (suffix and not suffix.startswith(".")):
+        return None
+    return stem + suffix
 
 
 def to_uint8_hwc(image: torch.Tensor) -> np.ndarray:

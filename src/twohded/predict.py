@@ -211,33 +211,38 @@ class Prediction:
         overwrite: bool = False,
         depth_range: tuple[float, float] | None = None,
     ) -> list[Path]:
-        """Write this prediction's files (see :func:`output_paths`), each atomically.
+        """Write this prediction's files (see :func:`output_paths`) as one group: all are written
+        to temporary files first and renamed once every one is complete, so a full disk or a
+        kill leaves none of them (and no temporary file). Returns the paths written.
 
         ``<stem>_depth.npy`` (float32 metres), ``<stem>_depth.png`` (16-bit millimetres, 0 =
         none), ``<stem>_depth_color.png`` (colour map with a scale bar in metres; range
         ``depth_range`` or the depth's min..max) and ``<stem>_aif.png`` (8-bit RGB).
-        Refuses (:class:`InputError`, nothing written) if a file exists and not ``overwrite``.
+        Refuses (:class:`InputError`, nothing written) if a file exists and not ``overwrite``,
+        or if the depth holds NaN or infinite values (a broken model: never written silently).
         """
-        from .io import write_depth_png_mm, write_image, write_npy
+        import contextlib
+
+        from .io import atomic_write, write_depth_png_mm, write_image, write_npy
 
         paths = output_paths(out_dir, stem, self.outputs)
         if not overwrite:
             for p in paths:
                 if p.exists():
                     raise InputError(f"{p}: already exists (use --overwrite to replace it)")
-        written = []
-        if self.depth is not None:
-            npy, png, color = paths[:3]
-            write_npy(npy, self.depth.astype(np.float32))
-            write_depth_png_mm(png, torch.from_numpy(self.depth))
-            save_depth_colormap(color, self.depth, *(depth_range or (None, None)))
-            written += [npy, png, color]
-        if self.aif is not None:
-            path = paths[-1]
-            _, aif = self.as_tensors()
-            write_image(path, aif)
-            written.append(path)
-        return written
+        if self.depth is not None and not bool(np.isfinite(self.depth).all()):
+            bad = int((~np.isfinite(self.depth)).sum())
+            raise InputError(f"{stem}: the predicted depth has {bad} NaN or infinite pixels of {self.depth.size}; "
+                             "nothing written (is the model broken?)")
+        with contextlib.ExitStack() as group:
+            tmps = [group.enter_context(atomic_write(p)) for p in paths]
+            if self.depth is not None:
+                write_npy(tmps[0], self.depth.astype(np.float32))
+                write_depth_png_mm(tmps[1], torch.from_numpy(self.depth))
+                save_depth_colormap(tmps[2], self.depth, *(depth_range or (None, None)))
+            if self.aif is not None:
+                write_image(tmps[-1], self.as_tensors()[1])
+        return list(paths)
 
     def save_ply(
         self, path: str | os.PathLike, intrinsics, colors: np.ndarray | None = None, step: int = 1,

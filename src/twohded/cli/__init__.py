@@ -2,7 +2,9 @@
 
 Each subcommand module defines ``add_parser(subparsers)`` (which registers its parser and
 sets ``func``) and a ``run(args) -> int``. Errors derived from :class:`~twohded.errors.TwohdedError`
-are printed as one line ``twohded: error: ...`` with exit status 2, never a traceback.
+are printed as one line ``twohded: error: ...`` with exit status 2, never a traceback; so are
+an error re-raised from a DataLoader worker (its last line is kept) and a write that failed
+because of the disk (full, read-only, no permission).
 """
 
 from __future__ import annotations
@@ -37,6 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` as one line: for an error a DataLoader worker re-raised (its message
+    is the worker's whole traceback), the original error's message."""
+    text = str(exc)
+    if "Original Traceback" in text:
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        name, sep, message = last.partition(": ")
+        return message if sep and name.replace(".", "").replace("_", "").isalnum() else last
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -46,7 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except TwohdedError as exc:
-        print(f"twohded: error: {exc}", file=sys.stderr)
+        print(f"twohded: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        from ..io import write_error
+
+        error = write_error(exc.filename or "output", exc)
+        if error is None:
+            raise
+        print(f"twohded: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("twohded: interrupted", file=sys.stderr)

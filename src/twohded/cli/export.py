@@ -1,7 +1,9 @@
-"""``twohded export``: a checkpoint as an ONNX file with dynamic batch, height and width.
+"""``twohded export``: a checkpoint as an ONNX file with dynamic batch, height and width, or as
+a pickle-free ``.safetensors`` weights file for sharing (:mod:`twohded.weights`).
 
     twohded export --checkpoint runs/nyu/best.pt --onnx model.onnx
     twohded export --checkpoint runs/nyu --onnx model.onnx --size 640x480 --opset 17
+    twohded export --checkpoint runs/nyu --weights model.safetensors [--int8]
 
 Input ``image`` ``(N, 3, H, W)`` float32 in [0, 1] with H and W multiples of 32; outputs
 ``depth`` (metres) and/or ``aif`` (the heads of the variant). The file is checked with
@@ -29,7 +31,13 @@ def add_parser(sub) -> None:
         "the check passes. See docs/speed.md.",
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint file, or run folder with best.pt / last.pt")
-    p.add_argument("--onnx", required=True, type=Path, metavar="OUT.onnx", help="the ONNX file to write")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--onnx", type=Path, metavar="OUT.onnx", help="the ONNX file to write")
+    what.add_argument("--weights", type=Path, metavar="OUT.safetensors",
+                      help="write the weights and the model's name, options and provenance as one .safetensors "
+                      "file (no pickle: safe to share; predict, evaluate and load_model read it). See docs/formats.md")
+    p.add_argument("--int8", action="store_true", help="with --weights: convolution / linear weights as int8 with "
+                   "per-output-channel float scales (about a quarter of the size; dequantised at load)")
     p.add_argument("--model", default=None, help="refuse a checkpoint of another model variant (e.g. 2hded)")
     p.add_argument("--no-ema", action="store_true", help="export the raw weights even if the checkpoint has EMA weights")
     p.add_argument("--size", default="256", help="example input used for tracing: N or WIDTHxHEIGHT, multiples "
@@ -48,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
     from ..data import parse_size
     from ..export import export_onnx
 
+    if args.weights is not None:
+        return _run_weights(args)
+    if args.int8:
+        raise InputError("--int8 applies to --weights only")
     out: Path = args.onnx
     if out.suffix.lower() != ".onnx":
         raise InputError(f"{out}: the output file name must end in .onnx")
@@ -77,4 +89,27 @@ def run(args: argparse.Namespace) -> int:
         sizes = ", ".join("x".join(str(v) for v in s) for s in result.check["sizes"])
         print(f"checked with onnxruntime {result.check['onnxruntime']} on the CPU at {sizes} (NxHxW): max |ONNX - PyTorch| "
               + ", ".join(f"{k} {v:.2e}" for k, v in worst.items()) + " (within tolerance)")
+    return 0
+
+
+def _run_weights(args: argparse.Namespace) -> int:
+    """``--weights OUT.safetensors``: the checkpoint's (EMA) weights plus metadata, no ONNX."""
+    from ..checkpoint import load_checkpoint, model_from_checkpoint
+    from ..weights import weights_from_checkpoint
+
+    out: Path = args.weights
+    if out.suffix.lower() != ".safetensors":
+        raise InputError(f"{out}: the output file name must end in .safetensors")
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder; give a file name ending in .safetensors")
+    if out.exists() and not args.overwrite:
+        raise InputError(f"{out}: already exists (use --overwrite to replace it)")
+    state = load_checkpoint(args.checkpoint)
+    if Path(state["path"]).resolve() == out.resolve():
+        raise InputError(f"{out}: is the checkpoint being exported; write to another file")
+    model_from_checkpoint(state, expect_name=args.model, use_ema=not args.no_ema)  # the weights fit the model
+    weights_from_checkpoint(state, out, use_ema=not args.no_ema, int8=args.int8)
+    size_mb = out.stat().st_size / 2**20
+    print(f"wrote {out} ({size_mb:.1f} MiB, {state['model_name']}{', int8 weights' if args.int8 else ', float32'}): "
+          "load it with twohded.load_model, predict --checkpoint or evaluate --checkpoint")
     return 0

@@ -8,8 +8,13 @@ For each image ``<stem>``: ``<stem>_depth.npy`` (float32 metres), ``<stem>_depth
 (16-bit millimetres), ``<stem>_depth_color.png`` (colour map with a scale bar in metres) and
 ``<stem>_aif.png``; with ``--ply`` also ``<stem>_points.ply`` (coloured point cloud, metres,
 x right, y down, z forward; :mod:`twohded.pointcloud`). ``--json`` prints (or writes) a
-machine-readable summary (:mod:`twohded.summary`). Existing files are not replaced without
-``--overwrite``.
+machine-readable summary (:mod:`twohded.summary`).
+
+An image's files are written as one group (temporaries renamed once all are complete), and
+``OUT/.twohded-predict.json`` records the settings and the images finished: rerunning the same
+command after an interruption skips the finished images and removes the temporary files a
+kill left. Files of other settings (or of no record) are not replaced without ``--overwrite``.
+The output folder may not be an input folder.
 """
 
 from __future__ import annotations
@@ -76,18 +81,11 @@ def collect_inputs(paths: list[Path]) -> list[Path]:
 
 def check_inputs(files: list[Path]) -> None:
     """Open each header (cheap): unreadable files and images below the minimum size fail before any work."""
-    from PIL import Image, UnidentifiedImageError
-
+    from ..io import image_size
     from ..predict import MIN_SIDE
 
     for path in files:
-        try:
-            with Image.open(path) as img:
-                w, h = img.size
-        except UnidentifiedImageError:
-            raise InputError(f"{path}: cannot read image: not an image format PIL recognises") from None
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read image: {exc}") from None
+        w, h = image_size(path)
         if min(w, h) < MIN_SIDE:
             raise InputError(f"{path}: image is {w}x{h} pixels; the network needs at least {MIN_SIDE}x{MIN_SIDE}")
 
@@ -97,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..fast import InferenceSettings
     from ..pointcloud import PLY_SUFFIX
-    from ..predict import load_model, output_paths
+    from ..predict import load_model
     from ..summary import check_json_destination, human_stream, predict_summary, write_json
     from .pointcloud_options import check_point_cloud_arguments, intrinsics_for
 
@@ -125,24 +123,20 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.ply and "depth" not in predictor.outputs:
         raise InputError(f"--ply: {args.checkpoint} predicts no depth")
-    if not args.overwrite:
-        for f in files:
-            extra = [args.out / f"{f.stem}{PLY_SUFFIX}"] if args.ply else []
-            for path in output_paths(args.out, f.stem, predictor.outputs) + extra:
-                if path.exists():
-                    raise InputError(f"{path}: already exists (use --overwrite to replace it)")
     check_inputs(files)
     check_out_dir(args.out)
+    todo, record = _plan(args, files, predictor)
     depth_range = tuple(args.depth_range) if args.depth_range else None
     records, n = [], 0
-    bar = tqdm(total=len(files), desc="predict", unit="image", disable=args.no_progress)
+    bar = tqdm(total=len(todo), desc="predict", unit="image", disable=args.no_progress)
     try:
-        for path, result in predictor.iter_predict(files, names=files):
+        for path, result in predictor.iter_predict(todo, names=todo):
             written = result.save(args.out, path.stem, overwrite=True, depth_range=depth_range)
             points = intr = None
             if args.ply:
                 points, intr = _save_ply(args, path, result)
                 written.append(args.out / f"{path.stem}{PLY_SUFFIX}")
+            record.mark_done(path.stem)
             if args.json is not None:
                 from ..summary import prediction_record
 
@@ -151,12 +145,71 @@ def run(args: argparse.Namespace) -> int:
             bar.update(1)
     finally:
         bar.close()
+    if len(todo) < len(files):
+        print(f"skipped {len(files) - len(todo)} image(s) finished by an earlier run with the same settings "
+              "(--overwrite redoes them)", file=human_stream(args.json))
     kinds = " and ".join(predictor.outputs) + (" and point clouds" if args.ply else "")
     print(f"wrote {kinds} of {n} image(s) to {args.out} ({predictor.device}{', fast path' if predictor.fast else ''})",
           file=human_stream(args.json))
     if args.json is not None:
         write_json(args.json, predict_summary(predictor, args.out, records))
     return 0
+
+
+def _outputs_of(args: argparse.Namespace, stem: str, outputs) -> list[Path]:
+    from ..pointcloud import PLY_SUFFIX
+    from ..predict import output_paths
+
+    return output_paths(args.out, stem, outputs) + ([args.out / f"{stem}{PLY_SUFFIX}"] if args.ply else [])
+
+
+def _check_not_inputs(args: argparse.Namespace, files: list[Path], outputs) -> None:
+    """Refuse an output folder that is an input folder, and outputs that would replace an input."""
+    out = args.out.resolve()
+    for given in args.inputs:
+        if given.is_dir() and given.resolve() == out:
+            raise InputError(f"--out {args.out} is the input folder {given}: the outputs would be read as "
+                             "inputs by the next run; choose another output folder")
+    inputs = {f.resolve() for f in files}
+    for f in files:
+        for path in _outputs_of(args, f.stem, outputs):
+            if path.resolve() in inputs:
+                raise InputError(f"{path}: is an input image and would be replaced by an output; "
+                                 "choose another output folder")
+
+
+def _plan(args: argparse.Namespace, files: list[Path], predictor):
+    """The images still to do and the folder's :class:`~twohded.run_record.RunRecord` (started);
+    removes the temporaries of killed writes; refuses to replace files of other settings."""
+    from ..io import remove_temporaries
+    from ..run_record import RunRecord
+
+    outputs = predictor.outputs
+    _check_not_inputs(args, files, outputs)
+    ckpt = Path(str(predictor.info.get("checkpoint") or args.checkpoint))
+    stat = ckpt.stat() if ckpt.is_file() else None
+    keys = ("model", "no_ema", "max_side", "overlap", "depth_range", "ply", "fov_deg", "focal_mm",
+            "pixel_pitch_um", "preset", "ply_step")
+    settings = {"checkpoint": ckpt, "checkpoint_bytes": stat and stat.st_size,
+                "checkpoint_mtime_ns": stat and stat.st_mtime_ns, **{k: getattr(args, k, None) for k in keys}}
+    record = RunRecord(args.out, "predict", settings)
+    finished = set() if args.overwrite else record.finished()
+    todo, keep = [], set()
+    for f in files:
+        paths = _outputs_of(args, f.stem, outputs)
+        remove_temporaries(paths)
+        if f.stem in finished and all(p.is_file() for p in paths):
+            keep.add(f.stem)
+            continue
+        if not args.overwrite and not record.same_settings:
+            for path in paths:
+                if path.exists():
+                    why = f"; made with other settings ({', '.join(record.changed())})" if record.changed() else ""
+                    raise InputError(f"{path}: already exists{why} (use --overwrite to replace it)")
+        todo.append(f)
+    remove_temporaries([record.path])
+    record.start(keep | (finished - {f.stem for f in files}))
+    return todo, record
 
 
 def _save_ply(args: argparse.Namespace, path: Path, result):

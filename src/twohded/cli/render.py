@@ -114,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.suffix.lower() not in (".png", ".npy", ".jpg", ".jpeg", ".tif", ".tiff"):
         raise InputError(f"{out}: output must end in .png or .npy")
+    for given, what in ((args.image, "--image"), (args.depth, "--depth")):
+        if out.resolve() == given.resolve():
+            raise InputError(f"{out}: is the {what} input; the output would replace it (choose another --out)")
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder; give an output file name ending in .png or .npy")
     if out.exists() and not args.overwrite:
         raise InputError(f"{out}: already exists (use --overwrite to replace it)")
     spec = camera_from_args(args)

@@ -7,8 +7,10 @@ Output layout (the RGB-D folder layout that :class:`twohded.data.RGBDFolder` rea
     OUT/defocused/scene_000000.png  rendered defocus (unless --preset none)
     OUT/scenes.png                  a figure of the first scenes (unless --no-figure)
 
-Scene ``i`` uses seed ``SEED + i``; a scene whose files all exist is skipped, so an interrupted
-run continues where it stopped (every file is written atomically).
+Scene ``i`` uses seed ``SEED + i``. ``OUT/.twohded-scenes.json`` records the settings (size,
+depth range, camera) and the scenes finished: rerunning the same command skips those, so an
+interrupted run continues where it stopped (every file is written atomically). A rerun with
+other settings is refused, or with ``--overwrite`` redoes every scene it asks for.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ def add_parser(sub) -> None:
         help="scene depth range in metres (default 0.7 10, NYU's)",
     )
     p.add_argument("--no-figure", action="store_true", help="do not write OUT/scenes.png")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo scenes whose files exist (needed when the folder holds scenes of other settings)")
     add_camera_options(p, seed_option=False)
     # --seed is shared with the syndof camera: scene i's random camera uses seed SEED + i too.
     p.set_defaults(func=run)
@@ -62,13 +66,14 @@ def run(args: argparse.Namespace) -> int:
     config = SceneConfig(height=args.height, width=args.width, depth_range_m=tuple(args.depth_range_m))
     out: Path = args.out
     folders = ["rgb", "depth"] + (["defocused"] if render else [])
+    record, finished = _record(args, out, folders)
     figure_rows = []
     written = skipped = 0
     for i in tqdm(range(args.n), desc="scenes", unit="scene"):
         seed = args.seed + i
         name = f"scene_{seed:06d}.png"
         paths = {f: out / f / name for f in folders}
-        if all(p.exists() for p in paths.values()):
+        if name in finished and all(p.exists() for p in paths.values()):
             skipped += 1
             if i < FIGURE_SCENES and not args.no_figure:
                 figure_rows.append(
@@ -86,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         write_depth_png_mm(paths["depth"], scene.depth)
         if render:
             write_image(paths["defocused"], defocused.clamp(0, 1))
+        record.mark_done(name)
         written += 1
         if i < FIGURE_SCENES:
             figure_rows.append((name, scene.aif, scene.depth[0], defocused))
@@ -94,6 +100,30 @@ def run(args: argparse.Namespace) -> int:
         fig = _figure(out / "scenes.png", figure_rows, args)
         print(f"figure: {fig}")
     return 0
+
+
+def _record(args: argparse.Namespace, out: Path, folders: list[str]):
+    """The folder's :class:`~twohded.run_record.RunRecord` (started) and the scenes finished with
+    these settings; refuses a folder holding scenes of other settings unless ``--overwrite``."""
+    from ..io import remove_temporaries
+    from ..run_record import RunRecord
+    from .render import CAMERA_OPTIONS
+
+    settings = {"height": args.height, "width": args.width, "depth_range_m": args.depth_range_m,
+                "preset": args.preset.lower(), "mode": args.mode,
+                **{k: getattr(args, k, None) for k in CAMERA_OPTIONS}}
+    record = RunRecord(out, "scenes", settings)
+    names = [f"scene_{args.seed + i:06d}.png" for i in range(args.n)]
+    existing = [out / f / n for n in names for f in folders if (out / f / n).exists()]
+    if existing and not args.overwrite and not record.same_settings:
+        why = (f"other settings ({', '.join(record.changed())} differ)" if record.previous is not None
+               else "settings this version cannot check (no record)")
+        raise InputError(f"{out}: holds scenes made with {why}, e.g. {existing[0]}; use another --out, "
+                         "or --overwrite to redo them with these settings")
+    finished = set() if args.overwrite else record.finished()
+    remove_temporaries([out / f / n for n in names for f in folders])
+    record.start(finished)
+    return record, finished
 
 
 def _figure(path: Path, rows, args) -> Path:

@@ -14,7 +14,8 @@ Layout of a cache folder ``OUT``::
 
 Every file is written atomically (temporary file + rename), so a killed run leaves only
 complete samples; running the same command again skips them and finishes the rest. A run
-with different settings on the same ``OUT`` is refused. ``manifest.json`` exists only once
+with different settings on the same ``OUT`` is refused, and so is a second run while one is
+writing (``OUT/.twohded.lock``, see :func:`twohded.io.folder_lock`). ``manifest.json`` exists only once
 every sample is there: :class:`PreparedDataset` needs it.
 """
 
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..io import atomic_write
+from ..io import atomic_write, folder_lock, write_error
 from .base import DefocusDataset, FrameInfo
 from .defocus import blur_stats, render_batch
 
@@ -149,13 +150,23 @@ def prepare_cache(
     Returns:
         The manifest dict (also written to ``out/manifest.json``).
     """
-    from torch.utils.data import DataLoader, Subset
-    from tqdm import tqdm
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: --out exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise (write_error(out, exc) or InputError(f"{out}: cannot create the cache folder: {exc}")) from None
+    with folder_lock(out, "prepare"):
+        return _prepare_locked(datasets, out, settings, device, batch_size, workers, progress, limit)
+
+
+def _prepare_locked(datasets, out: Path, settings: dict, device, batch_size: int, workers: int, progress: bool,
+                    limit: int | None) -> dict:
+    """:func:`prepare_cache` once ``out`` exists and is locked."""
+    from torch.utils.data import DataLoader, Subset
+    from tqdm import tqdm
+
     _check_settings(out, settings)
     _clean_temporaries(out)
     (out / MANIFEST).unlink(missing_ok=True)

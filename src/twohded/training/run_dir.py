@@ -1,4 +1,5 @@
-"""The run folder: ``RUN_DIR`` created (or checked on ``--resume``) with its ``config.yaml``."""
+"""The run folder: ``RUN_DIR`` created (or checked on ``--resume``, its debris of killed
+checkpoint writes removed) with its ``config.yaml``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from ..config import ExperimentConfig, dump_config
 from ..errors import InputError
-from ..io import atomic_write
+from ..io import atomic_write, remove_temporaries
 from . import ddp
 
 __all__ = ["open_run_dir"]
@@ -28,6 +29,8 @@ def open_run_dir(cfg: ExperimentConfig, info: ddp.DistInfo, resume_dir: Path | N
             if resume_dir is not None:
                 path = Path(resume_dir)
                 _check_writable(path, create=False)
+                # a killed run may have left a half-written checkpoint (up to hundreds of MB)
+                remove_temporaries([path / "last.pt", path / "best.pt", path / "config.yaml"])
             else:
                 path = _new_run_dir(cfg, run_dir)
                 try:
