@@ -281,13 +281,9 @@ def _check_arguments(path: str | os.PathLike, exporter: str, opset: int, overwri
     if opset < 11:
         raise InputError(f"opset {opset}: use 11 or newer")
     path = Path(path)
-    if path.suffix.lower() != ".onnx":
-        raise InputError(f"{path}: the output file name must end in .onnx")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder; give a file name ending in .onnx")
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: already exists (use --overwrite to replace it)")
-    return path
+    from .io import check_output_file
+
+    return check_output_file(path, ".onnx", overwrite)
 
 
 def _metadata(model: nn.Module, names: tuple[str, ...], multiple: int, extra: dict[str, str] | None) -> dict[str, str]:

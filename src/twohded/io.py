@@ -407,3 +407,16 @@ def _pil_format(path: Path) -> str:
     if fmt is None:
         raise InputError(f"{path}: unknown image suffix {path.suffix!r} (use .png or .jpg)")
     return fmt
+
+
+def check_output_file(out: Path, suffix: str, overwrite: bool) -> Path:
+    """The output file ``out``: named ``*suffix``, not a folder, absent unless ``overwrite``
+    (:class:`InputError` otherwise)."""
+    out = Path(out)
+    if out.suffix.lower() != suffix:
+        raise InputError(f"{out}: the output file name must end in {suffix}")
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder; give a file name ending in {suffix}")
+    if out.exists() and not overwrite:
+        raise InputError(f"{out}: already exists (use --overwrite to replace it)")
+    return out

@@ -55,18 +55,13 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import load_checkpoint, model_from_checkpoint
     from ..data import parse_size
     from ..export import export_onnx
+    from ..io import check_output_file
 
     if args.weights is not None:
         return _run_weights(args)
     if args.int8:
         raise InputError("--int8 applies to --weights only")
-    out: Path = args.onnx
-    if out.suffix.lower() != ".onnx":
-        raise InputError(f"{out}: the output file name must end in .onnx")
-    if out.is_dir():
-        raise InputError(f"{out}: is a folder; give a file name ending in .onnx")
-    if out.exists() and not args.overwrite:
-        raise InputError(f"{out}: already exists (use --overwrite to replace it)")
+    out: Path = check_output_file(args.onnx, ".onnx", args.overwrite)
     height, width = parse_size(args.size)
     state = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(state, expect_name=args.model, use_ema=not args.no_ema)
@@ -95,15 +90,10 @@ def run(args: argparse.Namespace) -> int:
 def _run_weights(args: argparse.Namespace) -> int:
     """``--weights OUT.safetensors``: the checkpoint's (EMA) weights plus metadata, no ONNX."""
     from ..checkpoint import load_checkpoint, model_from_checkpoint
+    from ..io import check_output_file
     from ..weights import weights_from_checkpoint
 
-    out: Path = args.weights
-    if out.suffix.lower() != ".safetensors":
-        raise InputError(f"{out}: the output file name must end in .safetensors")
-    if out.is_dir():
-        raise InputError(f"{out}: is a folder; give a file name ending in .safetensors")
-    if out.exists() and not args.overwrite:
-        raise InputError(f"{out}: already exists (use --overwrite to replace it)")
+    out: Path = check_output_file(args.weights, ".safetensors", args.overwrite)
     state = load_checkpoint(args.checkpoint)
     if Path(state["path"]).resolve() == out.resolve():
         raise InputError(f"{out}: is the checkpoint being exported; write to another file")
