@@ -317,9 +317,16 @@ def _build(cls: type, data: dict, prefix: str, where: str) -> Any:
 
 
 def _validate(cfg: ExperimentConfig, where: str) -> None:
+    """Check every section of ``cfg``; the first problem is one :class:`InputError` naming its key."""
     def bad(key: str, msg: str) -> InputError:
         return InputError(f"{where}: {key}: {msg}")
 
+    _validate_model_and_data(cfg, where, bad)
+    _validate_optim(cfg.optim, bad)
+    _validate_train(cfg, bad)
+
+
+def _validate_model_and_data(cfg: ExperimentConfig, where: str, bad) -> None:
     from .data import DATASETS
     from .models import list_models
 
@@ -359,7 +366,8 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
     if d.val_limit is not None and d.val_limit < 1:
         raise bad("data.val_limit", f"must be >= 1 (or null), got {d.val_limit}")
 
-    o = cfg.optim
+
+def _validate_optim(o: "OptimConfig", bad) -> None:
     if not (math.isfinite(o.lr) and o.lr > 0):
         raise bad("optim.lr", f"must be > 0, got {o.lr}")
     if o.momentum < 0 or o.weight_decay < 0 or o.eps <= 0:
@@ -369,6 +377,9 @@ def _validate(cfg: ExperimentConfig, where: str) -> None:
     if o.grad_clip is not None and not o.grad_clip > 0:
         raise bad("optim.grad_clip", f"must be > 0 (or null), got {o.grad_clip}")
 
+
+def _validate_train(cfg: ExperimentConfig, bad) -> None:
+    """``schedule``, ``train`` and ``name``."""
     s = cfg.schedule
     t = cfg.train
     if t.epochs < 1:
