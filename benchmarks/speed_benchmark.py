@@ -9,7 +9,7 @@ Usage (one GPU; the run is budgeted to stay under 9 minutes, see ``--budget-s``)
     python benchmarks/speed_benchmark.py --quick --out /tmp/speed          # seconds, CPU smoke test
 
 Sections (``--sections``, comma-separated; default all; they run in the order matmul, flops,
-render, inference, epoch, train, so that the time budget cuts the training compile variants first):
+render, inference, epoch, dfd, train, so that the time budget cuts the training compile variants first):
 
 ``matmul``
     the measured bf16 matmul rate (8192^3, TFLOP/s): the yardstick for "fraction of peak".
@@ -24,6 +24,10 @@ render, inference, epoch, train, so that the time budget cuts the training compi
     ``evaluate`` on GPUs); with ``torch.compile`` (inductor, weight freezing) + CUDA graphs. Each
     row gives the max |difference| to the baseline's outputs on rendered synthetic scenes,
     relative to the output's range, and whether it is within bf16 tolerance.
+``dfd``
+    training on real DFD indoor frames through the trainer (``configs/dfd_d3net.yaml``: frames held
+    on the GPU, crops / flips / rotations drawn there) at batch 8 and ``--train-large-batch``; needs
+    ``--dfd-root`` (skipped otherwise); goal 600 images/s (issue 18).
 ``train``
     training images/s at 256x256 through the trainer's own step
     (:class:`twohded.training.step.TrainStep`, DDP by :func:`~twohded.training.step.wrap_ddp`):
@@ -85,13 +89,13 @@ except ImportError:
 #: testing hook: ``TWOHDED_SPEED_FAIL_VARIANT=NAME`` makes that inference variant fail (tests check
 #: that a failing variant is recorded and the run goes on)
 FAIL_ENV = "TWOHDED_SPEED_FAIL_VARIANT"
-SECTIONS = ("matmul", "flops", "inference", "train", "epoch", "render", "profile")
+SECTIONS = ("matmul", "flops", "inference", "train", "epoch", "render", "dfd", "profile")
 #: sections run when --sections is not given (profile is on request: it slows nothing else
 #: but prints a long table)
-DEFAULT_SECTIONS = ("matmul", "flops", "inference", "train", "epoch", "render")
+DEFAULT_SECTIONS = ("matmul", "flops", "inference", "train", "epoch", "render", "dfd")
 #: the order they run in: the slow torch.compile variants of training come last, so that the
 #: time budget (--budget-s) cuts those first
-RUN_ORDER = ("matmul", "flops", "render", "inference", "epoch", "train", "profile")
+RUN_ORDER = ("matmul", "flops", "render", "inference", "epoch", "dfd", "train", "profile")
 SCHEDULE_EPOCHS = 500
 #: --quick: sizes that a 2-core CPU runs in seconds
 QUICK_SHAPES = "32x32x1,32x64x2"
@@ -102,6 +106,7 @@ GOALS = {
     "inference_480x640_b1_latency_ms": 2.0,
     "paper_schedule_minutes": 10.0,
     "ddp_two_gpu_scaling": 1.8,
+    "dfd_training_256_images_per_s": 600.0,  # issue 18: real DFD frames, GPU-resident crops
 }
 
 
@@ -1074,6 +1079,48 @@ class Benchmark:
             info["data_only"] = self.fail("epoch", "data pipeline alone", exc)
 
     # render -----------------------------------------------------------------------------------
+    def section_dfd(self) -> None:
+        """Training on real DFD indoor through the trainer (configs/dfd_d3net.yaml: frames on the
+        GPU, random 256x256 crops, flips and rotations drawn there): images/s at batch 8 and at
+        ``--train-large-batch`` (median of the logged rates after the first steps). Needs
+        ``--dfd-root``; one process (several trainings sharing a GPU: benchmarks/dfd_training_speed.py)."""
+        from twohded.config import load_config
+        from twohded.training import train
+
+        a = self.args
+        info: dict[str, Any] = {"rows": []}
+        self.results["sections"]["dfd"] = info
+        if not a.dfd_root or self.world > 1:
+            info["skipped"] = "needs --dfd-root (one process)" if not a.dfd_root else "one process only"
+            self.say(f"dfd: skipped ({info['skipped']})")
+            return
+        steps = 8 if self.q else a.dfd_steps
+        self.say("| DFD training setting | batch | steps | images/s (median) |\n|---|---|---|---|")
+        for batch in (8, a.train_large_batch):
+            over = [f"data.root={a.dfd_root}", "data.train_split=cv0-train", "data.val_split=null",
+                    "data.options={aif_target: published}", f"train.batch_size={batch}", f"train.max_steps={steps}",
+                    f"train.log_every={max(1, steps // 8)}", "train.checkpoint_every_steps=1000000", "train.progress=false",
+                    f"train.device={'cuda' if self.cuda else 'cpu'}"]
+            if self.q:
+                over += [f"model.name={register_tiny_model()}", "data.size=32", "train.cuda_graphs=false"]
+            run_dir = Path(tempfile.mkdtemp(prefix="twohded_speed_dfd_", dir=a.scratch))
+            row: dict[str, Any] = {"batch": batch, "steps": steps}
+            info["rows"].append(row)
+            try:
+                train(load_config(Path(__file__).parents[1] / "configs" / "dfd_d3net.yaml", over),
+                      run_dir=run_dir / "run", progress=False, verbose=False)
+                with open(run_dir / "run" / "log.csv", newline="", encoding="utf-8") as fh:
+                    rates = [float(r["images_per_s"]) for r in csv.DictReader(fh)
+                             if r.get("split") == "train" and r.get("images_per_s") and int(float(r["step"])) > steps // 4]
+                row["images_per_s"] = statistics.median(rates) if rates else None
+                self.say(f"| dfd_d3net, one process | {batch} | {steps} | {fmt(row['images_per_s'])} |")
+            except Exception as exc:  # a failing setting is recorded, the benchmark goes on
+                row["error"] = f"{type(exc).__name__}: {exc}"
+                self.results["failures"].append({"section": "dfd", "variant": f"batch {batch}", "error": row["error"]})
+            finally:
+                if not a.keep_scratch:
+                    shutil.rmtree(run_dir, ignore_errors=True)
+
     def section_render(self) -> None:
         from torch.utils.data import default_collate
 
@@ -1180,6 +1227,11 @@ class Benchmark:
         if len(ep) >= 2:
             goal("paper schedule (500 x 795 at 256x256, data included) minutes", ep[-1]["projected_schedule_min"],
                  GOALS["paper_schedule_minutes"], "lower", ep[-1]["setting"])
+        dfd = [r for r in sec.get("dfd", {}).get("rows", []) if r.get("images_per_s")]
+        if dfd:
+            best = max(dfd, key=lambda r: r["images_per_s"])
+            goal("DFD training at 256x256 images/s (one process)", best["images_per_s"],
+                 GOALS["dfd_training_256_images_per_s"], "higher", f"batch {best['batch']}")
         if self.world > 1:
             sc = [r for r in tr if r.get("scaling_vs_one_process")]
             best = max(sc, key=lambda r: r["images_per_s_global"], default=None)
@@ -1229,6 +1281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epoch-compile", action="store_true", help="train.compile=true in the fast epoch (adds its compile time)")
     p.add_argument("--scratch", default=None, help="where the epoch's scenes are written (default: the system temp folder)")
     p.add_argument("--keep-scratch", action="store_true", help="keep the epoch's scenes and runs")
+    p.add_argument("--dfd-root", default=None, help="DFD indoor folder: adds the dfd section (real-data training speed)")
+    p.add_argument("--dfd-steps", type=int, default=300, help="steps per DFD training setting (default 300)")
     p.add_argument("--seconds", type=float, default=1.0, help="timed seconds per measurement, at least (default 1.0)")
     p.add_argument("--matmul-size", type=int, default=8192, help="matmul side for the bf16 rate (default 8192)")
     p.add_argument("--cudnn-benchmark", choices=("on", "off"), default="on",

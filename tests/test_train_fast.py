@@ -169,3 +169,21 @@ def test_training_parity_script_quick(tmp_path):
     assert {(r["setting"], r["rc"]) for r in result["runs"]} == {("paper", 0), ("fast", 0)}
     assert [c["metric"] for c in result["comparison"]] == ["rmse", "abs_rel", "delta1", "psnr", "ssim"]
     assert (tmp_path / "parity.md").read_text().startswith("| setting | seed |")
+
+
+def test_speed_benchmark_dfd_section_quick(tmp_path, dfd_root):
+    """The benchmark's real-data row runs the trainer on DFD frames (tiny model on the CPU) and
+    reports a rate and the issue's 600 images/s goal in its JSON."""
+    import json
+
+    out = tmp_path / "speed"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed_benchmark.py"), "--quick", "--cpu",
+                           "--sections", "dfd", "--dfd-root", str(dfd_root), "--train-large-batch", "4",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads((out / "speed_benchmark.json").read_text())
+    rows = res["sections"]["dfd"]["rows"]
+    assert [r["batch"] for r in rows] == [8, 4] and all(r["images_per_s"] > 0 for r in rows)
+    goal = next(g for g in res["goals"] if g["goal"].startswith("DFD training"))
+    assert goal["target"] == 600.0 and goal["value"] == max(r["images_per_s"] for r in rows)
