@@ -204,3 +204,21 @@ def test_imagenet_weights_download_and_key_mapping(server, cache, tmp_path, monk
     (cache / "weights" / name).unlink()
     with pytest.raises(InputError, match="cannot reach the server"):
         load_encoder_weights(DenseNetEncoder(), "imagenet")
+
+
+def test_predict_without_checkpoint_names_the_shipped_model(tmp_path):
+    """`twohded predict PHOTO` with no --checkpoint uses the shipped 'dfd-indoor' model; while no
+    weights ship, that is one line and exit 2, and nothing is written."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(photo)
+    proc = subprocess.run([sys.executable, "-m", "twohded", "predict", str(photo), "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "dfd-indoor" in proc.stderr and "no weights ship yet" in proc.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -37,7 +37,7 @@ class ShippedModel:
 #: names :func:`twohded.load_model` accepts in place of a path
 SHIPPED: dict[str, ShippedModel] = {
     "dfd-indoor": ShippedModel(
-        "dfd-indoor", "2HDED:NET trained on DFD indoor (real f/2.8 defocus, configs/dfd_real.yaml)"
+        "dfd-indoor", "2HDED:NET trained on DFD indoor, real f/2.8 defocus of its DSLR, configs/dfd_d3net.yaml"
     ),
 }
 

@@ -38,8 +38,10 @@ def add_parser(sub) -> None:
         "blended tiles). See docs/evaluation.md.",
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_DIR", help="image file(s) or folder(s) of images")
-    p.add_argument("--checkpoint", required=True,
-                   help="checkpoint file, run folder with best.pt / last.pt, http(s) URL (#sha256=<hex>) or shipped model name")
+    p.add_argument("--checkpoint", default="dfd-indoor",
+                   help="checkpoint file, run folder with best.pt / last.pt, http(s) URL (#sha256=<hex>) or shipped model "
+                        "name (default: the shipped model 'dfd-indoor', for DFD indoor's camera; no weights ship yet, "
+                        "and other cameras need their own training)")
     p.add_argument("-o", "--out", required=True, type=Path, help="output folder (created)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--model", default=None, help="refuse a checkpoint of another model variant (e.g. 2hded)")
