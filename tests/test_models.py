@@ -335,3 +335,25 @@ def test_depth_bias_starts_the_network_at_the_given_depth():
     assert create_model("2hded").depth_head.bias is None  # the paper's bias-free head by default
     with pytest.raises(InputError):
         create_model("2hded", depth_bias_m=-1.0)
+
+
+@pytest.mark.parametrize("depth_output", ["metres", "log", "inverse"])
+def test_depth_output_starts_at_the_bias_depth(depth_output):
+    """depth_output changes what the raw head means, never the unit: with the head's weights at
+    zero the output is exactly depth_bias_m metres everywhere, in every parametrisation."""
+    from twohded.models import create_model
+
+    model = create_model("2hded-depth", depth_output=depth_output, depth_bias_m=2.5).eval()
+    torch.nn.init.zeros_(model.depth_head.weight)
+    with torch.no_grad():
+        depth = model(torch.rand(1, 3, 64, 64)).depth
+    assert torch.allclose(depth, torch.full_like(depth, 2.5), rtol=1e-5)
+    assert sum(p.numel() for p in model.parameters()) == 24_212_545  # the bias: one parameter more
+
+
+def test_depth_output_rejects_unknown():
+    from twohded.errors import InputError
+    from twohded.models import create_model
+
+    with pytest.raises(InputError, match="depth_output"):
+        create_model("2hded", depth_output="cm")

@@ -31,6 +31,29 @@ from twohded.models.registry import register_model
 __all__ = ["ModelOutput", "TwoHDEDNet", "HEADS", "init_weights"]
 
 HEADS = ("depth", "aif")
+#: meanings of the depth head's raw output (``TwoHDEDNet(depth_output=...)``)
+DEPTH_OUTPUTS = ("metres", "log", "inverse")
+
+
+def depth_from_raw(y: Tensor, depth_output: str) -> Tensor:
+    """The depth head's raw output ``(B, 1, H, W)`` -> depth ``(B, 1, H, W)`` metres."""
+    if depth_output == "log":
+        return torch.exp(y.clamp(-7.0, 7.0))
+    if depth_output == "inverse":
+        return 1.0 / (F.softplus(y) + 1e-3)
+    return y
+
+
+def _raw_depth(depth_m: float, depth_output: str) -> float:
+    """Inverse of :func:`depth_from_raw` for one positive depth in metres (bias initialisation)."""
+    if depth_output == "log":
+        return math.log(depth_m)
+    if depth_output == "inverse":
+        z = 1.0 / depth_m - 1e-3  # softplus(y) = z  ->  y = log(exp(z) - 1)
+        if z <= 0:
+            raise InputError(f"depth_bias_m: {depth_m} m is beyond the inverse head's 1000 m range")
+        return math.log(math.expm1(z))
+    return depth_m
 _HEAD_CHANNELS = {"depth": 1, "aif": 3}
 _INPUT_NORMS = ("symmetric", "imagenet", "none")
 
@@ -69,6 +92,11 @@ class TwoHDEDNet(DefocusModel):
         depth_bias_m: if set, the depth head gets a learnable bias initialised to this value
             (metres, e.g. the training set's mean depth), so that the network starts as the
             mean-depth predictor. ``None`` (default) is the authors' bias-free head.
+        depth_output: what the depth head's raw output ``y`` means (our option; the paper's
+            head is linear in metres): ``"metres"`` (default, depth = y), ``"log"``
+            (depth = exp(y), y clamped to [-7, 7]) or ``"inverse"`` (depth = 1 / (softplus(y) +
+            1e-3)). ``depth_bias_m`` is mapped through the inverse, so the network still starts
+            at that depth. The output is always metres; losses and metrics are unchanged.
 
     ``forward(image)``: ``(B, 3, H, W)`` in ``[0, 1]``, any ``H, W`` (reflect-padded to a
     multiple of 32 and cropped back) -> :class:`ModelOutput`.
@@ -86,6 +114,7 @@ class TwoHDEDNet(DefocusModel):
         clamp_aif: bool = True,
         aif_zero_init: bool = True,
         depth_bias_m: float | None = None,
+        depth_output: str = "metres",
     ) -> None:
         super().__init__()
         heads = tuple(heads)
@@ -95,6 +124,9 @@ class TwoHDEDNet(DefocusModel):
             raise InputError(f"input_norm: expected one of {_INPUT_NORMS}, got {input_norm!r}")
         if not 0.0 <= float(decoder_dropout) < 1.0:
             raise InputError(f"decoder_dropout: expected a probability in [0, 1), got {decoder_dropout}")
+        if depth_output not in DEPTH_OUTPUTS:
+            raise InputError(f"depth_output: expected one of {DEPTH_OUTPUTS}, got {depth_output!r}")
+        self.depth_output = depth_output
         self.input_norm = input_norm
         self.clamp_aif = bool(clamp_aif)
         self.encoder = DenseNetEncoder()
@@ -116,7 +148,7 @@ class TwoHDEDNet(DefocusModel):
         if depth_bias_m is not None and self.depth_head is not None:
             if not (math.isfinite(float(depth_bias_m)) and float(depth_bias_m) > 0):
                 raise InputError(f"depth_bias_m: expected a positive depth in metres, got {depth_bias_m}")
-            nn.init.constant_(self.depth_head.bias, float(depth_bias_m))
+            nn.init.constant_(self.depth_head.bias, _raw_depth(float(depth_bias_m), depth_output))
         if encoder_weights is not None:
             load_encoder_weights(self.encoder, encoder_weights)
 
@@ -157,7 +189,7 @@ class TwoHDEDNet(DefocusModel):
         feats = self.encoder(x)
         depth = aif = None
         if self.depth_head is not None:
-            depth = self.depth_head(self.depth_decoder(feats))[..., :h, :w]
+            depth = depth_from_raw(self.depth_head(self.depth_decoder(feats))[..., :h, :w], self.depth_output)
         if self.aif_head is not None:
             aif = image + self.aif_head(self.aif_decoder(feats))[..., :h, :w]
             if self.clamp_aif and not self.training:
