@@ -129,6 +129,7 @@ def render_defocus(
     seed: int | None = None,
     chunk: int | None = None,
     tile: int | None = None,
+    backend: str = "torch",
 ) -> torch.Tensor:
     """Render the defocused image of an all-in-focus image with metric depth.
 
@@ -146,6 +147,9 @@ def render_defocus(
         chunk: number of layers processed at once (a memory/speed trade-off with no effect
             on the result); None picks :data:`DEFAULT_CHUNK` for the device.
         tile: tile size in pixels (no effect on the result); None = :data:`DEFAULT_TILE`.
+        backend: ``"torch"`` (default) or ``"triton"``: the fused Triton kernels of
+            :mod:`twohded.render_triton` for each chunk of layers (CUDA tensors, or the CPU
+            with ``TRITON_INTERPRET=1``; same result to float32 rounding).
 
     Returns:
         The defocused image, same shape, dtype and device as ``image``.
@@ -172,14 +176,35 @@ def render_defocus(
     if isinstance(camera_or_preset, Preset):
         preset = camera_or_preset
     render_mode = resolve_mode(mode, preset)
+    compositor = chunk_compositor(backend, img.device)
     cameras = _cameras_for_batch(camera_or_preset, preset, depth, seed)
 
     work = img.float()
     chunk = chunk or DEFAULT_CHUNK.get(work.device.type, 16)
     render = _render_d3net if isinstance(render_mode, D3NetMode) else _render_default
-    out = render(work, depth, cameras, render_mode, chunk, tile or DEFAULT_TILE)
+    out = render(work, depth, cameras, render_mode, chunk, tile or DEFAULT_TILE, compositor)
     out = out.to(image.dtype)
     return out.squeeze(0) if squeeze else out
+
+
+BACKENDS = ("torch", "triton")
+
+
+def chunk_compositor(backend: str, device):
+    """The function that composites one chunk of layers for ``backend`` (``"torch"`` or
+    ``"triton"``), with the signature of :func:`_composite_chunk` (zero padding)."""
+    if backend == "torch":
+        return _composite_chunk
+    if backend != "triton":
+        raise InputError(f"unknown render backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    from . import render_triton  # optional dependency, imported only on request
+
+    render_triton.check_available(device)
+
+    def composite(image, masks, taps, transmit, padding, dilate, inside=None):
+        return render_triton.composite_chunk(image, masks, taps, transmit, dilate, inside)
+
+    return composite
 
 
 def _as_b1hw(depth: torch.Tensor, batch: int) -> torch.Tensor:
@@ -320,6 +345,7 @@ def _run_layers(
     dilate: bool,
     chunk: int,
     counts: list[int] | None = None,
+    composite=_composite_chunk,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Composite the given layers of each image (or tile), ``chunk`` layers at a time.
 
@@ -330,6 +356,7 @@ def _run_layers(
         layer_taps: ``(N, L, K)`` their 1-D kernels.
         counts: number of real layers of each of the N, in decreasing order (optional): a
             chunk then runs only on the prefix of images that still have layers.
+        composite: the chunk compositor (:func:`chunk_compositor`).
 
     Returns:
         accumulated colour ``(N, C, h, w)`` and coverage ``(N, 1, h, w)`` (zero padding).
@@ -347,7 +374,7 @@ def _run_layers(
         ids = layer_ids[:n, start : start + chunk]  # n, l
         masks = layer_index[:n] == ids[:, :, None, None]  # n, l, h, w (bool)
         taps = _trim_taps(layer_taps[:n, start : start + chunk])
-        col, cov, transmit[:n] = _composite_chunk(
+        col, cov, transmit[:n] = composite(
             image[:n], masks, taps, transmit[:n], "zeros", dilate, inside[:n]
         )
         colour[:n] += col
@@ -421,6 +448,7 @@ def _composite_tiled(
     dilate: bool,
     chunk: int,
     tile: int,
+    composite=_composite_chunk,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Layered compositing of a batch, tile by tile, each tile drawing only its own layers.
 
@@ -429,6 +457,7 @@ def _composite_tiled(
         index: ``(B, 1, H, W)`` layer of each pixel, 0 = nearest.
         taps_table: ``(B, L, K)`` 1-D kernel of every layer of every image.
         padding: ``"zeros"`` or ``"reflect"`` at the image borders.
+        composite: the chunk compositor (:func:`chunk_compositor`).
 
     A tile's interior depends only on pixels within ``halo = radius (+ 3 for the dilation)``,
     so cutting the padded scene into overlapping tiles of ``tile + 2 * halo`` and keeping the
@@ -458,7 +487,7 @@ def _composite_tiled(
         windows = _bbox_windows(boxes.tolist(), present, BOX_CHUNK, halos, hp, wp)
         boxed_cost = sum((r.stop - r.start) * (q.stop - q.start) * len(g) for g, r, q in windows)
         if boxed_cost < tiled_cost:
-            colour, coverage = _composite_boxed(img_p, idx_p, taps_table, windows, halo, dilate)
+            colour, coverage = _composite_boxed(img_p, idx_p, taps_table, windows, halo, dilate, composite)
             return colour[:, :, halo : halo + h, halo : halo + w], coverage[:, :, halo : halo + h, halo : halo + w]
     ids = _local_layers(idx_t, n_layers)  # N, Lt
     # busiest tiles first, so that each chunk of layers runs on a prefix of the tiles
@@ -467,7 +496,7 @@ def _composite_tiled(
     owner = torch.arange(b, device=image.device).repeat_interleave(ny * nx)[order]
     ids = ids[order]
     taps = taps_table[owner[:, None], ids.clamp_min(0)]  # N, Lt, K
-    colour, coverage = _run_layers(img_t[order], idx_t[order], ids, taps, dilate, chunk, counts[order].tolist())
+    colour, coverage = _run_layers(img_t[order], idx_t[order], ids, taps, dilate, chunk, counts[order].tolist(), composite)
     unsort = torch.argsort(order)
     colour, coverage = colour[unsort], coverage[unsort]
     out = torch.cat([colour, coverage], dim=1)[:, :, halo : halo + tile, halo : halo + tile]
@@ -515,7 +544,7 @@ def _bbox_windows(boxes: list[list[int]], ids: list[int], chunk: int, halos: lis
     return out
 
 
-def _composite_boxed(image, index, taps_table, windows, halo: int, dilate: bool):
+def _composite_boxed(image, index, taps_table, windows, halo: int, dilate: bool, composite=_composite_chunk):
     """Layered compositing of one padded image, each chunk of layers cut to its bounding box.
 
     ``image`` ``(1, C, h, w)`` and ``index`` ``(1, 1, h, w)`` are already padded by ``halo``;
@@ -530,7 +559,7 @@ def _composite_boxed(image, index, taps_table, windows, halo: int, dilate: bool)
         idx = index[sub]
         masks = idx == ids[:, :, None, None]
         taps = _trim_taps(taps_table[:, ids[0]])
-        col, cov, transmit[sub] = _composite_chunk(
+        col, cov, transmit[sub] = composite(
             image[sub], masks, taps, transmit[sub], "zeros", dilate, idx >= 0
         )
         colour[sub] += col
@@ -578,14 +607,14 @@ def d3net_layers(depth_m: torch.Tensor, camera: Camera, mode: D3NetMode) -> tupl
     return index, edges, sigmas
 
 
-def _render_d3net(image, depth, cameras: list[Camera], mode: D3NetMode, chunk: int, tile: int) -> torch.Tensor:
+def _render_d3net(image, depth, cameras: list[Camera], mode: D3NetMode, chunk: int, tile: int, composite=_composite_chunk) -> torch.Tensor:
     indices, sigmas = [], []
     for b in range(image.shape[0]):
         index, _, sigma = d3net_layers(depth[b], cameras[b], mode)
         indices.append(index)
         sigmas.append(sigma + mode.sigma_offset_px)
     taps = _taps_table(sigmas, mode.kernel_size // 2, True, image.device)
-    colour, _ = _composite_tiled(image, torch.stack(indices), taps, "zeros", mode.dilate, chunk, tile)
+    colour, _ = _composite_tiled(image, torch.stack(indices), taps, "zeros", mode.dilate, chunk, tile, composite)
     return colour
 
 
@@ -629,7 +658,7 @@ def default_layers(depth_m: torch.Tensor, camera: Camera, mode: DefaultMode) -> 
     return index.reshape(depth_m.shape), ids, sigmas
 
 
-def _render_default(image, depth, cameras: list[Camera], mode: DefaultMode, chunk: int, tile: int) -> torch.Tensor:
+def _render_default(image, depth, cameras: list[Camera], mode: DefaultMode, chunk: int, tile: int, composite=_composite_chunk) -> torch.Tensor:
     h, w = image.shape[-2:]
     layers = [default_layers(depth[b], cameras[b], mode) for b in range(image.shape[0])]
     # layer ids are signed blur steps from the focus plane: shift them to start at 0
@@ -644,5 +673,5 @@ def _render_default(image, depth, cameras: list[Camera], mode: DefaultMode, chun
     radius = min(int(math.ceil(mode.truncate * max_sigma)), max(min(h, w) - 1, 0))
     taps = _taps_table(sigmas, radius, False, image.device, mode.truncate)
     index = torch.stack([index for index, _, _ in layers]) - offset
-    colour, coverage = _composite_tiled(image, index, taps, "reflect", mode.dilate, chunk, tile)
+    colour, coverage = _composite_tiled(image, index, taps, "reflect", mode.dilate, chunk, tile, composite)
     return colour / coverage.clamp_min(1e-12)
