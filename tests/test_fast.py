@@ -285,7 +285,7 @@ def test_speed_benchmark_quick_on_cpu(tmp_path):
     result = json.loads((tmp_path / "speed_benchmark.json").read_text())
     assert result["failures"] == [], result["failures"]
     sec = result["sections"]
-    assert set(sec) == {"matmul", "flops", "inference", "train", "epoch", "render"}
+    assert set(sec) == {"matmul", "flops", "inference", "train", "epoch", "render", "dfd"}
     inf = sec["inference"]["rows"]
     assert {r["variant"] for r in inf} >= {"fp32 eager (baseline)", "fast path + CUDA graphs (default)"}
     assert all(r["images_per_s"] > 0 for r in inf)
